@@ -1,0 +1,5 @@
+//! The `taskhost` binary.
+
+fn main() {
+    println!("taskhost {}", env!("CARGO_PKG_VERSION"));
+}
