@@ -14,11 +14,14 @@ use anyhow::{bail, Context, Result};
 #[cfg(test)]
 mod tidy;
 
+#[cfg(test)]
+mod tests;
+
 const HELP: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build-plugins [--release]   build the sample plugins into target/plugins/
+  build-plugins [--release]   build the sample plugins (Rust and C) into target/plugins/
   demo [--release]            build the plugins and run the demo batch on the default config
   test                        everything CI checks: fmt, clippy, plugins, cargo test
   bench [--quick]             run the benchmarks against the peers and write the report
@@ -96,10 +99,14 @@ fn metadata() -> Result<Metadata> {
         .output()
         .context("running cargo metadata")?;
     if !output.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains("failed to load manifest for workspace member") {
+            "\n(a C plugin folder under plugins/ has no Cargo.toml: list it in `exclude` of the \
+             root Cargo.toml's [workspace])"
+        } else {
+            ""
+        };
+        bail!("cargo metadata failed: {stderr}{hint}");
     }
     let json: serde_json::Value =
         serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
@@ -139,16 +146,38 @@ fn metadata() -> Result<Metadata> {
     })
 }
 
-/// Builds every cdylib under `plugins/` and copies the libraries into `target/plugins/`.
-/// Returns that folder.
+/// Builds every plugin under `plugins/` and copies the libraries into `target/plugins/`:
+/// the cdylib packages with cargo, the C plugins (folders with `.c` files and no `Cargo.toml`)
+/// with the machine's C compiler. Returns that folder.
 fn build_plugins(release: bool) -> Result<PathBuf> {
     let metadata = metadata()?;
     let out_dir = metadata.target_directory.join("plugins");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    if metadata.plugins.is_empty() {
-        eprintln!("no plugin packages under plugins/ yet");
+    let c_plugins = c_plugins(&project_root().join("plugins"))?;
+    if metadata.plugins.is_empty() && c_plugins.is_empty() {
+        eprintln!("no plugins under plugins/ yet");
         return Ok(out_dir);
     }
+    if !metadata.plugins.is_empty() {
+        build_rust_plugins(&metadata, &out_dir, release)?;
+    }
+    for plugin in &c_plugins {
+        build_c_plugin(plugin, &out_dir)?;
+    }
+    Ok(out_dir)
+}
+
+/// The platform file name of the plugin library `lib_name` (`libtaskhost_x.so` on Linux).
+fn library_file_name(lib_name: &str) -> String {
+    format!(
+        "{}{lib_name}{}",
+        env::consts::DLL_PREFIX,
+        env::consts::DLL_SUFFIX
+    )
+}
+
+/// Builds the cdylib packages under `plugins/` with cargo and copies them into `out_dir`.
+fn build_rust_plugins(metadata: &Metadata, out_dir: &Path, release: bool) -> Result<()> {
     let mut build = cargo();
     build.arg("build");
     if release {
@@ -162,12 +191,7 @@ fn build_plugins(release: bool) -> Result<PathBuf> {
         .target_directory
         .join(if release { "release" } else { "debug" });
     for plugin in &metadata.plugins {
-        let file = format!(
-            "{}{}{}",
-            env::consts::DLL_PREFIX,
-            plugin.lib_name,
-            env::consts::DLL_SUFFIX
-        );
+        let file = library_file_name(&plugin.lib_name);
         let from = profile_dir.join(&file);
         let to = out_dir.join(&file);
         // Copy through a temporary name and rename, so a running host never sees half a file.
@@ -177,7 +201,115 @@ fn build_plugins(release: bool) -> Result<PathBuf> {
         fs::rename(&partial, &to).with_context(|| format!("renaming to {}", to.display()))?;
         eprintln!("plugin {} -> {}", plugin.package, to.display());
     }
-    Ok(out_dir)
+    Ok(())
+}
+
+/// A plugin written in C: a folder under `plugins/` with `.c` files and no `Cargo.toml`.
+#[derive(Debug, PartialEq, Eq)]
+struct CPluginDir {
+    /// The folder name (the library is `taskhost_<name>`, `-` read as `_`).
+    name: String,
+    /// Its `.c` files, sorted.
+    sources: Vec<PathBuf>,
+}
+
+impl CPluginDir {
+    fn lib_name(&self) -> String {
+        format!("taskhost_{}", self.name.replace('-', "_"))
+    }
+}
+
+/// The C plugins under `plugins_dir`, by folder name.
+fn c_plugins(plugins_dir: &Path) -> Result<Vec<CPluginDir>> {
+    let mut plugins = Vec::new();
+    let entries = match fs::read_dir(plugins_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(plugins),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", plugins_dir.display())),
+    };
+    for entry in entries {
+        let dir = entry
+            .with_context(|| format!("listing {}", plugins_dir.display()))?
+            .path();
+        if !dir.is_dir() || dir.join("Cargo.toml").exists() {
+            continue;
+        }
+        let mut sources = Vec::new();
+        for file in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+            let file = file
+                .with_context(|| format!("listing {}", dir.display()))?
+                .path();
+            if file.is_file() && file.extension().is_some_and(|e| e == "c") {
+                sources.push(file);
+            }
+        }
+        if sources.is_empty() {
+            continue;
+        }
+        sources.sort();
+        let name = dir
+            .file_name()
+            .and_then(OsStr::to_str)
+            .with_context(|| format!("{} is not a UTF-8 folder name", dir.display()))?
+            .to_owned();
+        plugins.push(CPluginDir { name, sources });
+    }
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(plugins)
+}
+
+/// Compiles one C plugin with `$CC` (else `cc`) into `out_dir`, against the plugin API's
+/// `include/taskhost_plugin.h`. Always optimised (`-O2`) and warning-free (`-Werror`).
+fn build_c_plugin(plugin: &CPluginDir, out_dir: &Path) -> Result<()> {
+    let compiler = env::var("CC")
+        .ok()
+        .filter(|cc| !cc.trim().is_empty())
+        .unwrap_or_else(|| "cc".to_owned());
+    // `$CC` may carry arguments of its own, e.g. `ccache gcc` or `zig cc`.
+    let mut words = compiler.split_whitespace();
+    let program = words.next().unwrap_or("cc");
+    let file = library_file_name(&plugin.lib_name());
+    let to = out_dir.join(&file);
+    let partial = out_dir.join(format!(".{file}.partial"));
+    let include = project_root().join("crates/taskhost-plugin-api/include");
+    let mut command = Command::new(program);
+    command
+        .args(words)
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(&include)
+        .arg("-o")
+        .arg(&partial)
+        .args(&plugin.sources)
+        .current_dir(project_root());
+    eprintln!("$ {}", display(&command));
+    let status = match command.status() {
+        Ok(status) => status,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "building the C plugin plugins/{}: no C compiler: `{program}` was not found \
+             (install gcc or clang, or set $CC to a C compiler)",
+            plugin.name
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "building the C plugin plugins/{}: starting `{program}`",
+                    plugin.name
+                )
+            })
+        }
+    };
+    if !status.success() {
+        let _ = fs::remove_file(&partial);
+        bail!(
+            "building the C plugin plugins/{}: `{}` failed with {status}",
+            plugin.name,
+            display(&command)
+        );
+    }
+    fs::rename(&partial, &to).with_context(|| format!("renaming to {}", to.display()))?;
+    eprintln!("plugin {} (C) -> {}", plugin.name, to.display());
+    Ok(())
 }
 
 fn demo(release: bool, rest: &[String]) -> Result<()> {

@@ -1,5 +1,249 @@
-//! A thread-pool executor with the semantics of Python's `concurrent.futures.ThreadPoolExecutor`.
+//! A thread-pool executor with the semantics of Python's `concurrent.futures.ThreadPoolExecutor`,
+//! and then some.
 //!
-//! This crate knows nothing of plugins, TOML or JSON.
+//! This crate knows nothing of plugins, TOML or JSON: it runs closures on threads and tells you
+//! how they ended. It depends on `crossbeam-channel` (the work queue) and `tracing` (events).
+//!
+//! # A first pool
+//!
+//! [`Executor::submit`] queues a closure and returns a [`TaskFuture`] at once; `result` blocks
+//! until the value is there (or a timeout passes) and can be read any number of times.
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskhost_executor::Executor;
+//!
+//! let pool = Executor::new(4).unwrap();            // at most 4 threads, none started yet
+//! let answer = pool.submit(|| 6 * 7).unwrap();
+//! assert_eq!(*answer.result(Some(Duration::from_secs(5))).unwrap(), 42);
+//! assert!(answer.done());
+//! // Dropping the pool is `shutdown(wait = true)`: queued work finishes, threads are joined.
+//! ```
+//!
+//! Workers start on demand: a submit first tries to claim an idle worker, and starts a thread
+//! only if none is idle and fewer than `max_workers` exist (default
+//! `min(32, available_parallelism + 4)`). Threads are named `"{prefix}_{n}"`.
+//!
+//! # Failures are values
+//!
+//! A panicking task does not take its worker down: the panic message is in its future.
+//!
+//! ```
+//! use taskhost_executor::{Executor, ResultError, TaskError};
+//!
+//! let pool = Executor::new(1).unwrap();
+//! let bad = pool.submit(|| -> u32 { panic!("disk on fire") }).unwrap();
+//! assert_eq!(bad.result(None), Err(ResultError::Panicked("disk on fire".into())));
+//! assert_eq!(bad.exception(None), Ok(Some(TaskError::Panicked("disk on fire".into()))));
+//! assert_eq!(*pool.submit(|| 1).unwrap().result(None).unwrap(), 1); // still serving
+//! ```
+//!
+//! # Cancelling
+//!
+//! [`TaskFuture::cancel`] keeps Python's meaning: it succeeds only while the task is queued.
+//! A cancelled future is done *at once* — [`wait`] and [`as_completed`] see it immediately.
+//! To stop a task that is already running, ask it: [`TaskFuture::request_stop`] sets the
+//! task's [`CancellationToken`]; a task started with [`Executor::submit_with`] sees it through
+//! [`TaskContext::is_cancelled`]. A task that observed `true` and returns ends as cancelled
+//! ([`CancelReason::StopRequested`]); a task that never looked finishes normally.
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskhost_executor::{CancelReason, Executor, ResultError, TaskOptions};
+//!
+//! let pool = Executor::new(1).unwrap();
+//! let crawler = pool
+//!     .submit_with(TaskOptions::new().name("crawl"), |ctx| {
+//!         let mut pages = 0;
+//!         while !ctx.is_cancelled() {
+//!             pages += 1;
+//!             std::thread::sleep(Duration::from_millis(1));
+//!         }
+//!         pages
+//!     })
+//!     .unwrap();
+//! let queued = pool.submit(|| "never runs").unwrap();
+//! assert!(queued.cancel());                  // still queued: cancelled, done at once
+//! while !crawler.running() { std::thread::yield_now(); }
+//! assert!(!crawler.cancel());                // running: cancel() cannot stop it...
+//! crawler.request_stop();                    // ...but it can be asked to stop
+//! assert_eq!(
+//!     crawler.result(None),
+//!     Err(ResultError::Cancelled(CancelReason::StopRequested))
+//! );
+//! ```
+//!
+//! # Waiting on many
+//!
+//! [`wait`] returns the done and not-done futures ([`ReturnWhen`] says when), [`as_completed`]
+//! yields them as they finish, and [`Executor::map`] yields results in input order with one
+//! deadline for the whole call.
+//!
+//! ```
+//! use taskhost_executor::{as_completed, wait, Executor, ReturnWhen};
+//!
+//! let pool = Executor::new(4).unwrap();
+//! let futures: Vec<_> = (1..=4u64).map(|n| pool.submit(move || n * n).unwrap()).collect();
+//! let sum: u64 = as_completed(&futures, None).map(|f| *f.unwrap().result(None).unwrap()).sum();
+//! assert_eq!(sum, 30);
+//! assert!(wait(&futures, None, ReturnWhen::AllCompleted).not_done.is_empty());
+//!
+//! let lengths: Vec<usize> = pool
+//!     .map(|s: &str| s.len(), ["a", "bb", "ccc"], None)
+//!     .unwrap()
+//!     .collect::<Result<_, _>>()
+//!     .unwrap();
+//! assert_eq!(lengths, [1, 2, 3]);
+//! ```
+//!
+//! # Shaping the pool
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskhost_executor::{Executor, SubmitError, WhenFull};
+//!
+//! let pool = Executor::builder()
+//!     .name("io")                                 // the `pool` field of every event
+//!     .max_workers(2)
+//!     .idle_timeout(Some(Duration::from_secs(30)))  // idle threads retire (default: never)
+//!     .max_tasks_per_worker(10_000)               // recycle threads (default 0: never)
+//!     .queue_capacity(100)                        // bounded queue (default 0: unbounded)
+//!     .when_full(WhenFull::Reject)                // or Block (default), CallerRuns
+//!     .initializer(|| Ok(()))                     // once per thread; Err breaks the pool
+//!     .build()
+//!     .unwrap();
+//! pool.shutdown(true, false);
+//! match pool.submit(|| 1) {
+//!     Err(SubmitError::ShutDown(f)) => assert_eq!(f(), 1), // the closure comes back
+//!     _ => unreachable!(),
+//! }
+//! ```
+//!
+//! # Shutting down
+//!
+//! [`Executor::shutdown`]`(wait, cancel_futures)` is Python's; [`Executor::shutdown_timeout`]
+//! waits at most a given time and reports the tasks still running.
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskhost_executor::{Executor, TaskOptions};
+//!
+//! let pool = Executor::new(1).unwrap();
+//! let (release, stuck) = std::sync::mpsc::channel::<()>();
+//! let f = pool.submit_with(TaskOptions::new().name("stuck"), move |_| stuck.recv().ok()).unwrap();
+//! while !f.running() { std::thread::yield_now(); }
+//! let report = pool.shutdown_timeout(Duration::from_millis(10), false);
+//! assert_eq!(report.still_running[0].name.as_deref(), Some("stuck"));
+//! release.send(()).unwrap();
+//! ```
+//!
+//! # Metrics and timings
+//!
+//! [`Executor::metrics`] returns a [`MetricsSnapshot`] (a plain `Copy` struct, a stable API);
+//! [`TaskFuture::timings`] gives one task's queue wait and run time.
+//!
+//! ```
+//! use taskhost_executor::Executor;
+//!
+//! let pool = Executor::new(2).unwrap();
+//! let f = pool.submit(|| ()).unwrap();
+//! f.result(None).unwrap();
+//! pool.shutdown(true, false);
+//! let m = pool.metrics();
+//! assert_eq!(m.submitted, m.completed + m.failed + m.cancelled);
+//! assert!(f.timings().run_time.is_some());
+//! ```
+//!
+//! # Async
+//!
+//! `TaskFuture<T>` implements [`std::future::Future`] when `T: Clone`, with output
+//! `Result<T, ResultError>` (a clone of the stored value), so async code can `.await` it; the
+//! completing worker wakes the task. Any executor works; this crate needs none.
+//!
+//! ```
+//! use taskhost_executor::{Executor, ResultError};
+//!
+//! async fn double(pool: &Executor) -> Result<u32, ResultError> {
+//!     Ok(pool.submit(|| 21u32).unwrap().await? * 2)
+//! }
+//! # let _ = double;
+//! ```
+//!
+//! # Tracing
+//!
+//! Events are emitted with `tracing`, target `taskhost_executor` ([`TRACING_TARGET`]); each
+//! event's name and message are the same string. Names and fields are a stable contract. Every
+//! task event has the fields `pool`, `task_id` and, if the task was named with
+//! [`TaskOptions::name`], `task`.
+//!
+//! | Event              | Level | Extra fields                                                   |
+//! |--------------------|-------|----------------------------------------------------------------|
+//! | `task.queued`      | DEBUG | `queue_depth`                                                  |
+//! | `task.started`     | DEBUG | `worker` (thread name), `waited_us`                            |
+//! | `task.finished`    | DEBUG | `ran_us`                                                       |
+//! | `task.failed`      | WARN  | `ran_us`, `panic` (the panic message)                          |
+//! | `task.cancelled`   | INFO  | `reason`: `user`, `shutdown`, `broken_pool`, `stop_requested`  |
+//! | `task.rejected`    | WARN  | `reason`: `queue_full`, `shut_down`, `broken_pool`             |
+//! | `worker.spawned`   | DEBUG | `pool`, `worker` (no task fields)                              |
+//! | `worker.retired`   | DEBUG | `pool`, `worker`, `reason`: `idle`, `max_tasks`, `shutdown`, `broken` |
+//! | `pool.shutdown`    | INFO  | `pool`, `wait`, `cancel_futures`                               |
+//! | `pool.broken`      | ERROR | `pool`, `reason`                                               |
+//! | `callback.panicked`| ERROR | `task_id`, `task`, `panic` (no `pool` field)                   |
+//!
+//! A queued future cancelled with [`TaskFuture::cancel`] is done at once, but its
+//! `task.cancelled` event (reason `user`) and its count in the metrics come when the item leaves
+//! the queue (a worker skips it, or a shutdown drains it): futures hold no reference to their
+//! pool, which keeps the submit path free of a shared reference count.
+//!
+//! Each task runs inside an INFO span named `task` (fields `pool`, `task_id`, `task`) whose
+//! parent is the span that was current in the submitting thread, so fields the caller put on
+//! its own span (an item id, say) apply to the task's events too. With no subscriber
+//! installed, the cost is a few relaxed loads per event.
+//!
+//! # Where this differs from Python
+//!
+//! * A cancelled future is done at once for `wait`/`as_completed` (Python waits for a worker to
+//!   dequeue it).
+//! * Futures of a broken pool report [`ResultError::BrokenPool`] and count as cancelled with
+//!   [`CancelReason::BrokenPool`] (Python marks them finished with an exception).
+//! * Values must be `Send + Sync`: every clone of a future may read the value from any thread.
+//! * `map` yields `Result`s instead of raising, and cancels the rest on the first error.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod context;
+mod error;
+mod executor;
+mod future;
+mod job;
+mod metrics;
+mod sync;
+mod wait;
+
+pub use context::{CancellationToken, TaskContext, TaskOptions};
+pub use error::{
+    AsCompletedTimeout, BuildError, CancelReason, ResultError, SubmitError, TaskError,
+};
+pub use executor::{
+    default_max_workers, Executor, ExecutorBuilder, MapResults, RunningTask, ShutdownReport,
+    WhenFull, TRACING_TARGET,
+};
+pub use future::{FutureState, TaskFuture, TaskTimings};
+pub use metrics::MetricsSnapshot;
+pub use wait::{as_completed, wait, AsCompleted, ReturnWhen, WaitResult};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_handles_are_send_and_sync() {
+        assert_send_sync::<Executor>();
+        assert_send_sync::<TaskFuture<String>>();
+        assert_send_sync::<CancellationToken>();
+        assert_send_sync::<TaskContext>();
+        assert_send_sync::<MetricsSnapshot>();
+    }
+}

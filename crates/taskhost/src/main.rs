@@ -1,5 +1,6 @@
-//! The `taskhost` binary.
+//! The `taskhost` binary: everything lives in the library.
+#![forbid(unsafe_code)]
 
-fn main() {
-    println!("taskhost {}", env!("CARGO_PKG_VERSION"));
+fn main() -> std::process::ExitCode {
+    taskhost::run_cli()
 }

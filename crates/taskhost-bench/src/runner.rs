@@ -1,0 +1,467 @@
+//! Runs the scenarios a command line asked for and turns their samples into report tables.
+
+use std::env;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+
+use crate::report::{figure, Row, ScenarioReport};
+use crate::scenarios::{self, Contender, IdleFigures, MemoryFigures, Plan, WORKERS};
+use crate::stats::Summary;
+use crate::{external, python};
+
+/// Every scenario: its number in issue 5 and the name `--scenario` takes.
+pub const SCENARIOS: [(u8, &str); 8] = [
+    (1, "throughput"),
+    (2, "round-trip"),
+    (3, "many-submitters"),
+    (4, "cold-start"),
+    (5, "plugin-call"),
+    (6, "host-e2e"),
+    (7, "memory"),
+    (8, "idle"),
+];
+
+/// The scenario named `name` (its key or its number).
+pub fn scenario_by_name(name: &str) -> Result<(u8, &'static str)> {
+    SCENARIOS
+        .into_iter()
+        .find(|(number, key)| *key == name || number.to_string() == name)
+        .with_context(|| {
+            let names: Vec<_> = SCENARIOS.iter().map(|(_, key)| *key).collect();
+            format!(
+                "unknown scenario `{name}`, expected one of {} (or 1–8)",
+                names.join(", ")
+            )
+        })
+}
+
+/// Runs one scenario under `plan` with `contenders`.
+pub fn run_scenario(key: &str, plan: &Plan, contenders: &[Contender]) -> Result<ScenarioReport> {
+    let mut report = match key {
+        "throughput" => throughput(plan, contenders),
+        "round-trip" => round_trip(plan, contenders),
+        "many-submitters" => many_submitters(plan, contenders),
+        "cold-start" => cold_start(plan, contenders),
+        "plugin-call" => external::plugin_call(plan),
+        "host-e2e" => external::host_end_to_end(plan),
+        "memory" => memory(plan, contenders),
+        "idle" => idle(plan, contenders),
+        other => bail!("unknown scenario `{other}`"),
+    };
+    report.compute_ratios();
+    Ok(report)
+}
+
+/// A row from a contender's samples, or a skipped row saying what went wrong.
+pub fn row_from(name: &str, samples: Result<Vec<f64>>) -> Row {
+    match samples {
+        Ok(samples) => match Summary::of(&samples) {
+            Some(summary) => {
+                eprintln!("  {name:<28} median {}", figure(summary.median));
+                Row::measured(name, Some(summary))
+            }
+            None => Row::skipped(name, "no samples"),
+        },
+        Err(error) => {
+            eprintln!("  {name:<28} skipped: {error:#}");
+            Row::skipped(name, format!("{error:#}"))
+        }
+    }
+}
+
+/// One row per Rust contender, the floor marked. `measure` takes one round's samples; the rounds
+/// go round-robin over the contenders (floor, a, b, ..., floor, a, b, ...), so that a change in
+/// the machine's load during the run lands on every contender alike instead of on whoever ran
+/// last. A contender that fails is left out of later rounds.
+fn rust_rows(
+    contenders: &[Contender],
+    rounds: usize,
+    measure: impl Fn(Contender) -> Result<Vec<f64>>,
+) -> Vec<Row> {
+    let mut samples: Vec<Result<Vec<f64>>> = contenders.iter().map(|_| Ok(Vec::new())).collect();
+    for _ in 0..rounds {
+        for (&contender, samples) in contenders.iter().zip(&mut samples) {
+            if let Ok(so_far) = samples {
+                match measure(contender) {
+                    Ok(round) => so_far.extend(round),
+                    Err(error) => *samples = Err(error),
+                }
+            }
+        }
+    }
+    contenders
+        .iter()
+        .zip(samples)
+        .map(|(&contender, samples)| {
+            let row = row_from(contender.name(), samples);
+            if contender == Contender::Floor {
+                row.floor()
+            } else {
+                row
+            }
+        })
+        .collect()
+}
+
+/// Rounds for the scenarios whose samples are single iterations or pools (2 and 4).
+const ROUNDS: usize = 5;
+
+/// Starts a scenario's report.
+fn scenario(
+    number: u8,
+    key: &'static str,
+    title: &'static str,
+    unit: &'static str,
+    measures: String,
+) -> ScenarioReport {
+    eprintln!("scenario {number}: {key}");
+    ScenarioReport {
+        number,
+        key,
+        title,
+        measures,
+        unit,
+        show_p99: false,
+        rows: Vec::new(),
+        notes: Vec::new(),
+        skipped: None,
+    }
+}
+
+fn throughput(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
+    let mut report = scenario(
+        1,
+        "throughput",
+        "Throughput",
+        "ns per task",
+        format!(
+            "{} trivial tasks submitted from one thread to {WORKERS} workers, then all waited for; \
+             {} repetitions, each on a fresh pool after a warm-up, taken round-robin over the \
+             contenders; one sample per repetition (elapsed / tasks).",
+            plan.throughput_tasks, plan.throughput_reps
+        ),
+    );
+    report.rows = rust_rows(contenders, plan.throughput_reps, |contender| {
+        scenarios::throughput(contender, plan.throughput_tasks, 1)
+    });
+    let python_arguments = [
+        ("tasks", plan.python_throughput_tasks.to_string()),
+        ("reps", plan.python_reps.to_string()),
+        ("workers", WORKERS.to_string()),
+    ];
+    report.rows.push(
+        row_from(
+            python::NAME,
+            python::samples("throughput", &python_arguments),
+        )
+        .with_extra(format!(
+            "{} tasks per repetition",
+            plan.python_throughput_tasks
+        )),
+    );
+    report.notes.push(
+        "Spawners (floor, rayon, threadpool) count completions on a latch; submitters (tokio, \
+         blocking, Python) keep one handle per task and wait on each."
+            .to_owned(),
+    );
+    report
+}
+
+fn round_trip(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
+    let mut report = scenario(
+        2,
+        "round-trip",
+        "Round trip",
+        "ns per iteration",
+        format!(
+            "Submit one trivial task and wait for its result, {} times in {ROUNDS} rounds taken \
+             round-robin over the contenders, each on a fresh pool after a warm-up; every \
+             iteration is a sample, so min and max are single iterations.",
+            plan.round_trips
+        ),
+    );
+    report.show_p99 = true;
+    report.rows = rust_rows(contenders, ROUNDS, |contender| {
+        scenarios::round_trip(contender, plan.round_trips.div_ceil(ROUNDS))
+    });
+    let python_arguments = [
+        ("tasks", plan.python_round_trips.to_string()),
+        ("reps", "1".to_owned()),
+        ("workers", WORKERS.to_string()),
+    ];
+    report.rows.push(
+        row_from(
+            python::NAME,
+            python::samples("round-trip", &python_arguments),
+        )
+        .with_extra(format!("{} iterations", plan.python_round_trips)),
+    );
+    report
+        .notes
+        .push("Spawners answer over one reused bounded(1) crossbeam channel.".to_owned());
+    report
+}
+
+fn many_submitters(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
+    let mut report = scenario(
+        3,
+        "many-submitters",
+        "Many submitters",
+        "ns per task",
+        format!(
+            "{} threads each submit {} trivial tasks and wait for their own, {WORKERS} workers; \
+             {} repetitions taken round-robin over the contenders, one sample per repetition \
+             (elapsed / all tasks).",
+            plan.submitters, plan.tasks_per_submitter, plan.many_submitters_reps
+        ),
+    );
+    report.rows = rust_rows(contenders, plan.many_submitters_reps, |contender| {
+        scenarios::many_submitters(contender, plan.submitters, plan.tasks_per_submitter, 1)
+    });
+    let python_arguments = [
+        ("tasks", plan.python_tasks_per_submitter.to_string()),
+        ("reps", plan.python_reps.to_string()),
+        ("workers", WORKERS.to_string()),
+        ("submitters", plan.submitters.to_string()),
+    ];
+    report.rows.push(
+        row_from(
+            python::NAME,
+            python::samples("many-submitters", &python_arguments),
+        )
+        .with_extra(format!(
+            "{} tasks per submitter",
+            plan.python_tasks_per_submitter
+        )),
+    );
+    report
+}
+
+fn cold_start(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
+    let mut report = scenario(
+        4,
+        "cold-start",
+        "Cold start",
+        "ns",
+        format!(
+            "Build a pool of {WORKERS} workers and get the first task's result; {} pools in \
+             {ROUNDS} rounds taken round-robin over the contenders, one sample each; tearing the \
+             pool down is not timed.",
+            plan.cold_starts
+        ),
+    );
+    report.rows = rust_rows(contenders, ROUNDS, |contender| {
+        let pools = plan.cold_starts.div_ceil(ROUNDS);
+        if scenarios::needs_fresh_process(contender) {
+            (0..pools)
+                .map(|_| {
+                    spawn_child(&["cold-start".to_owned(), contender.key().to_owned()])
+                        .and_then(child_output::<f64>)
+                })
+                .collect()
+        } else {
+            scenarios::cold_start(contender, pools)
+        }
+    });
+    for row in &mut report.rows {
+        if row.summary.is_some() && row.contender == Contender::Blocking.name() {
+            row.extra =
+                Some("global pool: its first use, in a fresh process per sample".to_owned());
+        }
+    }
+    let python_arguments = [
+        ("reps", plan.python_cold_starts.to_string()),
+        ("workers", WORKERS.to_string()),
+    ];
+    report.rows.push(
+        row_from(
+            python::NAME,
+            python::samples("cold-start", &python_arguments),
+        )
+        .with_extra(format!("{} pools", plan.python_cold_starts)),
+    );
+    report
+}
+
+/// Starts this very binary with the hidden `__child` command.
+fn spawn_child(arguments: &[String]) -> Result<Child> {
+    let this_binary = env::current_exe().context("finding this benchmark's own binary")?;
+    Command::new(this_binary)
+        .arg("__child")
+        .args(arguments)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting a child benchmark process")
+}
+
+/// Waits for a child started by [`spawn_child`] and parses the JSON it printed.
+fn child_output<T: DeserializeOwned>(child: Child) -> Result<T> {
+    let output = child
+        .wait_with_output()
+        .context("waiting for a child benchmark process")?;
+    if !output.status.success() {
+        bail!("the child benchmark process failed with {}", output.status);
+    }
+    serde_json::from_slice(&output.stdout).context("parsing a child benchmark process's JSON")
+}
+
+fn memory(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
+    let mut report = scenario(
+        7,
+        "memory",
+        "Memory",
+        "bytes per queued task",
+        format!(
+            "In a fresh child process: block all {WORKERS} workers, queue {} trivial tasks \
+             (keeping their handles where the pool returns any), and divide the growth of VmRSS \
+             by the task count.",
+            plan.memory_tasks
+        ),
+    );
+    let memory_row = |name: &str, figures: Result<MemoryFigures>| match figures {
+        Ok(figures) => {
+            let row = row_from(name, Ok(vec![figures.bytes_per_task()]))
+                .with_peak_rss_kib(figures.hwm_after_kib);
+            let peak_growth_mib =
+                figures.hwm_after_kib.saturating_sub(figures.hwm_before_kib) as f64 / 1024.0;
+            row.with_extra(format!(
+                "{} tasks; peak RSS {} MiB (+{} MiB)",
+                figures.tasks,
+                figure(figures.hwm_after_kib as f64 / 1024.0),
+                figure(peak_growth_mib)
+            ))
+        }
+        Err(error) => row_from(name, Err(error)),
+    };
+    for &contender in contenders {
+        let arguments = [
+            "memory".to_owned(),
+            contender.key().to_owned(),
+            plan.memory_tasks.to_string(),
+        ];
+        let figures = spawn_child(&arguments).and_then(child_output::<MemoryFigures>);
+        let row = memory_row(contender.name(), figures);
+        report.rows.push(if contender == Contender::Floor {
+            row.floor()
+        } else {
+            row
+        });
+    }
+    let python_arguments = [
+        "--tasks".to_owned(),
+        plan.python_memory_tasks.to_string(),
+        "--workers".to_owned(),
+        WORKERS.to_string(),
+    ];
+    report.rows.push(memory_row(
+        python::NAME,
+        python::run("memory", &python_arguments),
+    ));
+    report.notes.push(format!(
+        "One process per contender, so min = median = max. The queued closure itself is {} bytes \
+         for spawners (index + latch) and 8 bytes for submitters (index); Python queues a \
+         `Future` and a work item per task.",
+        std::mem::size_of::<(u64, std::sync::Arc<()>)>()
+    ));
+    report
+}
+
+fn idle(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
+    let mut report = scenario(
+        8,
+        "idle",
+        "Idle",
+        "µs of CPU",
+        format!(
+            "A child process starts a pool, makes all {WORKERS} workers exist, then sleeps {} s; \
+             the sample is the CPU time all its threads used in those seconds (per-thread \
+             schedstat). The floor is a process with no pool. {} processes per contender, all \
+             running at once.",
+            plan.idle_seconds, plan.idle_reps
+        ),
+    );
+    let seconds = plan.idle_seconds.to_string();
+    let mut entries: Vec<(String, bool, Vec<Result<Child>>)> = Vec::new();
+    let spawn_reps = |key: &str| {
+        (0..plan.idle_reps)
+            .map(|_| spawn_child(&["idle".to_owned(), key.to_owned(), seconds.clone()]))
+            .collect::<Vec<_>>()
+    };
+    entries.push((
+        "no pool (a bare process)".to_owned(),
+        true,
+        spawn_reps("none"),
+    ));
+    for &contender in contenders {
+        entries.push((
+            contender.name().to_owned(),
+            false,
+            spawn_reps(contender.key()),
+        ));
+    }
+    let python_children: Vec<_> = (0..plan.idle_reps)
+        .map(|_| {
+            let seconds = seconds.clone();
+            std::thread::spawn(move || {
+                python::run::<IdleFigures>("idle", &["--seconds".to_owned(), seconds])
+            })
+        })
+        .collect();
+    for (name, is_floor, children) in entries {
+        let figures: Result<Vec<IdleFigures>> = children
+            .into_iter()
+            .map(|child| child.and_then(child_output::<IdleFigures>))
+            .collect();
+        let row = idle_row(&name, figures);
+        report.rows.push(if is_floor { row.floor() } else { row });
+    }
+    let python_figures: Result<Vec<IdleFigures>> = python_children
+        .into_iter()
+        .map(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|_| bail!("the python idle thread panicked"))
+        })
+        .collect();
+    report.rows.push(idle_row(python::NAME, python_figures));
+    report.notes.push(
+        "Clock ticks (10 ms) from /proc/self/stat are in the notes as a cross-check that also \
+         counts threads which exited during the window. Ratios to a floor near zero are noise: \
+         compare the absolute microseconds."
+            .to_owned(),
+    );
+    report
+}
+
+/// A row of the idle table.
+fn idle_row(name: &str, figures: Result<Vec<IdleFigures>>) -> Row {
+    match figures {
+        Ok(figures) => {
+            let micros = figures
+                .iter()
+                .map(|figure| figure.cpu_ns as f64 / 1_000.0)
+                .collect();
+            let tick_millis: Vec<String> = figures
+                .iter()
+                .map(|figure| figure_ms(figure.tick_cpu_ns))
+                .collect();
+            let threads = figures
+                .iter()
+                .map(|figure| figure.threads)
+                .max()
+                .unwrap_or(0);
+            row_from(name, Ok(micros)).with_extra(format!(
+                "ticks: {} ms; {threads} threads",
+                tick_millis.join(", ")
+            ))
+        }
+        Err(error) => row_from(name, Err(error)),
+    }
+}
+
+fn figure_ms(nanos: u64) -> String {
+    format!("{}", nanos / 1_000_000)
+}

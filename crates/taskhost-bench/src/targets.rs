@@ -1,0 +1,305 @@
+//! The speed targets of issue 5, checked against one run's tables: what each target asks, the
+//! figure measured, and whether it is met. Reported, never asserted: these machines are noisy.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::report::{figure, Row, ScenarioReport};
+use crate::scenarios::Contender;
+
+/// One target and where this run stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetCheck {
+    /// The scenario's number.
+    pub scenario: u8,
+    /// What issue 5 asks.
+    pub target: String,
+    /// What this run measured, in words and figures.
+    pub measured: String,
+    /// `Some(true)` met, `Some(false)` missed, `None` not measured in this run.
+    pub met: Option<bool>,
+}
+
+/// The median of `contender`'s row in `scenario`.
+fn median(scenario: &ScenarioReport, contender: &str) -> Option<f64> {
+    row(scenario, contender)?
+        .summary
+        .map(|summary| summary.median)
+}
+
+fn row<'a>(scenario: &'a ScenarioReport, contender: &str) -> Option<&'a Row> {
+    scenario.rows.iter().find(|row| row.contender == contender)
+}
+
+fn floor_row(scenario: &ScenarioReport) -> Option<&Row> {
+    scenario.rows.iter().find(|row| row.is_floor)
+}
+
+/// A check from an optional comparison: `None` when a figure is missing.
+fn check(scenario: u8, target: &str, measured: Option<(String, bool)>) -> TargetCheck {
+    let (measured, met) = match measured {
+        Some((measured, met)) => (measured, Some(met)),
+        None => ("not measured".to_owned(), None),
+    };
+    TargetCheck {
+        scenario,
+        target: target.to_owned(),
+        measured,
+        met,
+    }
+}
+
+/// Every target whose scenario is in `scenarios`.
+pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
+    let submit = Contender::ExecutorSubmit.name();
+    let execute = Contender::ExecutorExecute.name();
+    let mut checks = Vec::new();
+    for scenario in scenarios {
+        if scenario.skipped.is_some() {
+            continue;
+        }
+        let ratio = |contender: &str| row(scenario, contender).and_then(|row| row.ratio_to_floor);
+        match scenario.key {
+            "throughput" => {
+                checks.push(check(
+                    1,
+                    "executor submit ≤ 1.3× the floor's time per task",
+                    ratio(submit).map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.3)),
+                ));
+                checks.push(check(
+                    1,
+                    "executor execute ≤ 1.3× the floor's time per task (fire and forget)",
+                    ratio(execute).map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.3)),
+                ));
+                for peer in [Contender::Tokio.name(), Contender::Blocking.name()] {
+                    checks.push(check(
+                        1,
+                        &format!("executor submit faster than {peer}"),
+                        median(scenario, submit).zip(median(scenario, peer)).map(
+                            |(ours, theirs)| {
+                                (
+                                    format!("{} vs {} ns per task", figure(ours), figure(theirs)),
+                                    ours < theirs,
+                                )
+                            },
+                        ),
+                    ));
+                }
+                checks.push(check(
+                    1,
+                    "executor submit ≥ 50× faster than Python's ThreadPoolExecutor",
+                    median(scenario, submit)
+                        .zip(median(scenario, crate::python::NAME))
+                        .map(|(ours, python)| {
+                            (
+                                format!("{:.1}× faster", python / ours),
+                                python / ours >= 50.0,
+                            )
+                        }),
+                ));
+            }
+            "round-trip" => {
+                let submit_row = row(scenario, submit);
+                checks.push(check(
+                    2,
+                    "executor submit round trip: median ≤ 1.5× the floor",
+                    submit_row
+                        .and_then(|row| row.ratio_to_floor)
+                        .map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.5)),
+                ));
+                checks.push(check(
+                    2,
+                    "executor submit round trip: p99 ≤ 2× the floor's p99",
+                    submit_row
+                        .and_then(|row| row.p99_ratio_to_floor)
+                        .map(|ratio| (format!("{ratio:.2}×"), ratio <= 2.0)),
+                ));
+            }
+            "many-submitters" => checks.push(check(
+                3,
+                "executor submit with 4 submitters ≤ 1.5× the floor",
+                ratio(submit).map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.5)),
+            )),
+            "plugin-call" => {
+                let direct = floor_row(scenario)
+                    .and_then(|row| row.summary)
+                    .map(|summary| summary.median);
+                let abi = scenario
+                    .rows
+                    .iter()
+                    .find(|row| row.contender == crate::external::THROUGH_THE_ABI)
+                    .and_then(|row| row.summary)
+                    .map(|summary| summary.median);
+                checks.push(check(
+                    5,
+                    "a call through the ABI costs < 50 ns more than a direct call",
+                    direct.zip(abi).map(|(direct, abi)| {
+                        (
+                            format!(
+                                "+{} ns ({} vs {} ns)",
+                                figure(abi - direct),
+                                figure(abi),
+                                figure(direct)
+                            ),
+                            abi - direct < 50.0,
+                        )
+                    }),
+                ));
+            }
+            "host-e2e" => {
+                let host_rows: Vec<&Row> =
+                    scenario.rows.iter().filter(|row| !row.is_floor).collect();
+                checks.push(check(
+                    6,
+                    "`taskhost run` ≥ half the serde_json floor's items/s",
+                    host_rows
+                        .first()
+                        .and_then(|row| row.ratio_to_floor)
+                        .map(|ratio| {
+                            (
+                                format!("{:.0}% of the floor's items/s", 100.0 / ratio),
+                                ratio <= 2.0,
+                            )
+                        }),
+                ));
+                let peaks = host_rows
+                    .first()
+                    .and_then(|row| row.peak_rss_kib)
+                    .zip(host_rows.get(1).and_then(|row| row.peak_rss_kib));
+                checks.push(check(
+                    6,
+                    "peak RSS flat (within 1.2×) from N to 4N items",
+                    peaks.filter(|&(small, _)| small > 0).map(|(small, large)| {
+                        let growth = large as f64 / small as f64;
+                        (
+                            format!(
+                                "{growth:.2}× ({} → {} MiB)",
+                                figure(small as f64 / 1024.0),
+                                figure(large as f64 / 1024.0)
+                            ),
+                            growth <= 1.2,
+                        )
+                    }),
+                ));
+            }
+            "memory" => {
+                // The closure itself: the task index for submitters, index + latch for spawners.
+                for (contender, closure_bytes) in [(submit, 8.0), (execute, 16.0)] {
+                    checks.push(check(
+                        7,
+                        &format!("{contender}: < 200 bytes per queued task beyond the closure ({closure_bytes} bytes)"),
+                        median(scenario, contender).map(|bytes| {
+                            (format!("{} bytes beyond the closure", figure(bytes - closure_bytes)), bytes - closure_bytes < 200.0)
+                        }),
+                    ));
+                }
+            }
+            "idle" => {
+                let bare = floor_row(scenario).and_then(|row| row.summary);
+                for contender in [submit, execute] {
+                    checks.push(check(
+                        8,
+                        &format!("{contender} idle: within 100 µs of CPU (over the window) of a process with no pool"),
+                        bare.zip(median(scenario, contender)).map(|(bare, ours)| {
+                            let difference = ours - bare.median;
+                            (format!("{difference:+.0} µs ({} vs {} µs)", figure(ours), figure(bare.median)), difference <= 100.0)
+                        }),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    checks
+}
+
+/// The checks as a Markdown section.
+pub fn markdown(checks: &[TargetCheck]) -> String {
+    let mut out = String::from("## Targets of issue 5\n\n");
+    out.push_str("Measured in this run; a noisy machine can move a figure across its line.\n\n");
+    out.push_str("| # | target | measured | met |\n|---:|---|---|---|\n");
+    for check in checks {
+        let met = match check.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {met} |",
+            check.scenario, check.target, check.measured
+        );
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Summary;
+
+    fn throughput(rows: Vec<Row>) -> ScenarioReport {
+        let mut report = ScenarioReport {
+            number: 1,
+            key: "throughput",
+            title: "Throughput",
+            measures: String::new(),
+            unit: "ns per task",
+            show_p99: false,
+            rows,
+            notes: Vec::new(),
+            skipped: None,
+        };
+        report.compute_ratios();
+        report
+    }
+
+    #[test]
+    fn throughput_targets_compare_medians() {
+        let report = throughput(vec![
+            Row::measured("floor", Summary::of(&[100.0])).floor(),
+            Row::measured(Contender::ExecutorSubmit.name(), Summary::of(&[120.0])),
+            Row::measured(Contender::ExecutorExecute.name(), Summary::of(&[200.0])),
+            Row::measured(Contender::Tokio.name(), Summary::of(&[500.0])),
+            Row::measured(crate::python::NAME, Summary::of(&[1_200.0])),
+        ]);
+        let checks = check_all(&[report]);
+        let met: Vec<Option<bool>> = checks.iter().map(|check| check.met).collect();
+        // submit 1.2× (met), execute 2× (missed), faster than tokio (met), blocking missing,
+        // Python only 10× slower (missed).
+        assert_eq!(
+            met,
+            [Some(true), Some(false), Some(true), None, Some(false)]
+        );
+        assert_eq!(checks[0].measured, "1.20×");
+        assert!(markdown(&checks)
+            .contains("| 1 | executor submit ≤ 1.3× the floor's time per task | 1.20× | yes |"));
+    }
+
+    #[test]
+    fn the_plugin_target_reads_the_abi_row_not_the_sdk_row() {
+        let mut report = throughput(vec![
+            Row::measured("direct call", Summary::of(&[20.0])).floor(),
+            Row::measured("SDK dispatch, no ABI", Summary::of(&[25.0])),
+            Row::measured(crate::external::THROUGH_THE_ABI, Summary::of(&[90.0])),
+        ]);
+        report.key = "plugin-call";
+        let checks = check_all(&[report]);
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].met, Some(false));
+        assert!(
+            checks[0].measured.starts_with("+70.0 ns"),
+            "{}",
+            checks[0].measured
+        );
+    }
+
+    #[test]
+    fn skipped_scenarios_have_no_targets() {
+        let mut report = throughput(Vec::new());
+        report.skipped = Some("not built".to_owned());
+        assert!(check_all(&[report]).is_empty());
+    }
+}

@@ -1,0 +1,1502 @@
+//! The pool: [`Executor`], its [`ExecutorBuilder`], and the worker threads.
+//!
+//! The spawn/idle/retire protocol follows Python 3.14's `ThreadPoolExecutor`:
+//!
+//! * `submit` pushes the item, then tries to claim an idle worker (`idle_tokens`, Python's
+//!   `_idle_semaphore.acquire(timeout=0)`); only if none can be claimed and fewer than
+//!   `max_workers` threads are alive does it start one, under the `workers` lock.
+//! * A worker that finds the queue empty releases one idle token and blocks on the queue.
+//! * A worker retires (idle timeout, task limit) under the `workers` lock: it first counts itself
+//!   out of `alive`, then looks at the queue; if work is there it stays (idle) or starts its
+//!   replacement (task limit). A submitter that pushed work and saw `alive` at the maximum is
+//!   therefore always covered: either it sees the decrement and spawns, or the worker sees its
+//!   item. SeqCst fences on both sides rule out the store-buffering interleaving.
+//! * Shutdown and broken-pool drains first wait until no submit is in flight (`inflight`), so no
+//!   item can land behind the point where workers stop.
+
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use tracing::{Level, Span};
+
+use crate::context::{TaskContext, TaskOptions};
+use crate::error::{BuildError, CancelReason, ResultError, SubmitError};
+use crate::future::{Shared, TaskFuture};
+use crate::job::{Abandon, ExecuteJob, FutureJob, Job, MapCall, Plain, TaskFn, WithContext};
+use crate::metrics::{Metrics, MetricsSnapshot, Padded, WorkerSide, WorkerTotals};
+use crate::sync::{
+    fence, lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, Popped, Queue,
+};
+
+/// The tracing target of every event and span this crate emits (for filters such as
+/// `RUST_LOG=taskhost_executor=debug`).
+///
+/// ```
+/// assert_eq!(taskhost_executor::TRACING_TARGET, "taskhost_executor");
+/// ```
+pub const TRACING_TARGET: &str = "taskhost_executor";
+
+static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_task_id() -> u64 {
+    NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+pub(crate) fn emit_cancelled(
+    pool: &PoolInner,
+    task_id: u64,
+    task: Option<&str>,
+    reason: CancelReason,
+) {
+    tracing::event!(
+        name: "task.cancelled",
+        target: "taskhost_executor",
+        Level::INFO,
+        pool = &*pool.name,
+        task_id,
+        task,
+        reason = reason.as_str(),
+        "task.cancelled"
+    );
+}
+
+fn emit_rejected(pool: &PoolInner, task_id: u64, task: Option<&str>, reason: &'static str) {
+    tracing::event!(
+        name: "task.rejected",
+        target: "taskhost_executor",
+        Level::WARN,
+        pool = &*pool.name,
+        task_id,
+        task,
+        reason,
+        "task.rejected"
+    );
+}
+
+fn emit_retired(pool: &PoolInner, worker: &str, reason: &'static str) {
+    tracing::event!(
+        name: "worker.retired",
+        target: "taskhost_executor",
+        Level::DEBUG,
+        pool = &*pool.name,
+        worker,
+        reason,
+        "worker.retired"
+    );
+}
+
+/// What a submitter does when a bounded queue is full ([`ExecutorBuilder::when_full`]).
+///
+/// ```
+/// use taskhost_executor::{Executor, WhenFull};
+/// let pool = Executor::builder().queue_capacity(8).when_full(WhenFull::CallerRuns).build().unwrap();
+/// # drop(pool);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WhenFull {
+    /// Block the submitting thread until there is room (the default).
+    #[default]
+    Block,
+    /// Refuse with [`SubmitError::QueueFull`], handing the closure back.
+    Reject,
+    /// Run the task at once in the submitting thread (its future is done when `submit` returns).
+    CallerRuns,
+}
+
+type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync + 'static>;
+
+/// Builds an [`Executor`]. Setters consume and return the builder; each says its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskhost_executor::{Executor, WhenFull};
+///
+/// let pool = Executor::builder()
+///     .name("io")
+///     .max_workers(4)
+///     .idle_timeout(Some(Duration::from_secs(30)))
+///     .max_tasks_per_worker(1000)
+///     .queue_capacity(64)
+///     .when_full(WhenFull::Block)
+///     .build()
+///     .unwrap();
+/// assert_eq!(pool.name(), "io");
+/// ```
+#[derive(Clone, Default)]
+pub struct ExecutorBuilder {
+    name: Option<String>,
+    max_workers: Option<usize>,
+    thread_name_prefix: Option<String>,
+    idle_timeout: Option<Duration>,
+    max_tasks_per_worker: usize,
+    queue_capacity: usize,
+    when_full: WhenFull,
+    initializer: Option<Initializer>,
+}
+
+impl fmt::Debug for ExecutorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutorBuilder")
+            .field("name", &self.name)
+            .field("max_workers", &self.max_workers)
+            .field("thread_name_prefix", &self.thread_name_prefix)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_tasks_per_worker", &self.max_tasks_per_worker)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("when_full", &self.when_full)
+            .field("initializer", &self.initializer.is_some())
+            .finish()
+    }
+}
+
+/// `min(32, available_parallelism + 4)`, Python's default `max_workers`.
+///
+/// ```
+/// let n = taskhost_executor::default_max_workers();
+/// assert!((5..=32).contains(&n));
+/// ```
+pub fn default_max_workers() -> usize {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus + 4).min(32)
+}
+
+impl ExecutorBuilder {
+    /// A builder with every default.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::ExecutorBuilder::new().build().unwrap();
+    /// assert_eq!(pool.name(), "pool");
+    /// ```
+    pub fn new() -> Self {
+        ExecutorBuilder::default()
+    }
+
+    /// The pool's name, the `pool` field of every tracing event. Default `"pool"`.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::builder().name("cpu").build().unwrap();
+    /// assert_eq!(pool.name(), "cpu");
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The most worker threads alive at once. Default [`default_max_workers`]
+    /// (`min(32, available_parallelism + 4)`); 0 makes [`build`](Self::build) fail.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::builder().max_workers(3).build().unwrap();
+    /// assert_eq!(pool.max_workers(), 3);
+    /// ```
+    pub fn max_workers(mut self, max_workers: usize) -> Self {
+        self.max_workers = Some(max_workers);
+        self
+    }
+
+    /// Worker threads are named `"{prefix}_{n}"`, `n` counting from 0. Default: the pool name.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::builder().thread_name_prefix("w").build().unwrap();
+    /// let f = pool.submit(|| std::thread::current().name().map(String::from)).unwrap();
+    /// assert_eq!(f.result(None).unwrap().as_deref(), Some("w_0"));
+    /// ```
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Idle workers retire after this long without work; the next submit starts one again.
+    /// Default `None`: idle workers block forever and never retire (Python's behaviour).
+    /// `Some(Duration::ZERO)` retires a worker as soon as it finds the queue empty.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = taskhost_executor::Executor::builder()
+    ///     .idle_timeout(Some(Duration::from_secs(10)))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn idle_timeout(mut self, idle_timeout: Option<Duration>) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// A worker retires after running this many tasks, and a new one takes its place if work
+    /// remains. Default 0: unlimited.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::builder().max_tasks_per_worker(100).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn max_tasks_per_worker(mut self, max_tasks: usize) -> Self {
+        self.max_tasks_per_worker = max_tasks;
+        self
+    }
+
+    /// Bounds the queue to this many waiting items; see [`when_full`](Self::when_full).
+    /// Default 0: unbounded.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::builder().queue_capacity(16).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// What `submit` does when a bounded queue is full. Default [`WhenFull::Block`]. Has no
+    /// effect on an unbounded queue.
+    ///
+    /// ```
+    /// use taskhost_executor::{Executor, WhenFull};
+    /// let pool = Executor::builder().queue_capacity(1).when_full(WhenFull::Reject).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.when_full = policy;
+        self
+    }
+
+    /// Runs once in each worker thread before its first task. If it returns `Err` (or panics)
+    /// the pool is broken: queued futures fail with [`ResultError::BrokenPool`] and every later
+    /// submit is refused with [`SubmitError::BrokenPool`]. Default: none.
+    ///
+    /// ```
+    /// use taskhost_executor::{Executor, ResultError};
+    /// let pool = Executor::builder().initializer(|| Err("no GPU".to_string())).build().unwrap();
+    /// let f = pool.submit(|| 1).unwrap();
+    /// assert_eq!(f.result(None), Err(ResultError::BrokenPool("no GPU".into())));
+    /// ```
+    pub fn initializer<I>(mut self, initializer: I) -> Self
+    where
+        I: Fn() -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.initializer = Some(Arc::new(initializer));
+        self
+    }
+
+    /// Builds the pool. No thread starts until the first submit.
+    ///
+    /// ```
+    /// use taskhost_executor::{BuildError, Executor};
+    /// assert_eq!(Executor::builder().max_workers(0).build().unwrap_err(), BuildError::ZeroWorkers);
+    /// let pool = Executor::builder().build().unwrap();
+    /// assert_eq!(pool.metrics().workers_alive, 0);
+    /// ```
+    pub fn build(self) -> Result<Executor, BuildError> {
+        let max_workers = self.max_workers.unwrap_or_else(default_max_workers);
+        if max_workers == 0 {
+            return Err(BuildError::ZeroWorkers);
+        }
+        let name = self.name.unwrap_or_else(|| "pool".to_owned());
+        let prefix = self.thread_name_prefix.unwrap_or_else(|| name.clone());
+        let inner = PoolInner {
+            name: name.into_boxed_str(),
+            thread_name_prefix: prefix.into_boxed_str(),
+            max_workers,
+            idle_timeout: self.idle_timeout,
+            max_tasks_per_worker: self.max_tasks_per_worker,
+            workers_can_retire: self.idle_timeout.is_some() || self.max_tasks_per_worker != 0,
+            bounded: self.queue_capacity != 0,
+            when_full: self.when_full,
+            initializer: self.initializer,
+            queue: Queue::new(self.queue_capacity),
+            metrics: Metrics::default(),
+            epoch: Instant::now(),
+            idle_tokens: Padded(AtomicUsize::new(0)),
+            alive: AtomicUsize::new(0),
+            inflight: Padded(AtomicUsize::new(0)),
+            shutdown: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+            workers: Mutex::new(Workers {
+                next_index: 0,
+                threads: Vec::new(),
+                broken_reason: None,
+                retired_counts: WorkerTotals::default(),
+            }),
+            workers_changed: Condvar::new(),
+            detached: AtomicBool::new(false),
+        };
+        Ok(Executor {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// What one worker is running now, for [`ShutdownReport`].
+#[derive(Default)]
+pub(crate) struct WorkerSlot {
+    /// This worker's own counters (summed by `Executor::metrics`).
+    counts: Padded<WorkerSide>,
+    task_id: AtomicU64,
+    started_ns: AtomicU64,
+    has_name: AtomicBool,
+    name: Mutex<Option<Arc<str>>>,
+}
+
+struct WorkerRecord {
+    name: String,
+    handle: Option<JoinHandle<()>>,
+    slot: Arc<WorkerSlot>,
+}
+
+/// State guarded by the spawn/retire lock.
+struct Workers {
+    next_index: usize,
+    threads: Vec<WorkerRecord>,
+    broken_reason: Option<String>,
+    /// Counters of workers whose records were pruned.
+    retired_counts: WorkerTotals,
+}
+
+/// Everything the executor, its workers and its futures share.
+///
+/// Aligned to a cache-line pair so that the `Arc`'s reference counts (bumped for every future)
+/// do not share a line with the settings every submit and every task reads.
+#[repr(align(128))]
+pub(crate) struct PoolInner {
+    pub(crate) name: Box<str>,
+    thread_name_prefix: Box<str>,
+    max_workers: usize,
+    idle_timeout: Option<Duration>,
+    max_tasks_per_worker: usize,
+    /// An idle timeout or a task limit is set: workers may retire while the pool is open.
+    workers_can_retire: bool,
+    bounded: bool,
+    when_full: WhenFull,
+    initializer: Option<Initializer>,
+    queue: Queue<Box<dyn Job>>,
+    pub(crate) metrics: Metrics,
+    epoch: Instant,
+    /// Python's idle semaphore: released by a worker about to wait, claimed by a submitter.
+    /// (On its own cache line: written by workers and submitters alike.)
+    idle_tokens: Padded<AtomicUsize>,
+    /// Worker threads counted alive (the spawn decision reads it).
+    alive: AtomicUsize,
+    /// Submits between their shutdown check and their push.
+    /// (On its own cache line: written by every submit.)
+    inflight: Padded<AtomicUsize>,
+    /// No more submits.
+    shutdown: AtomicBool,
+    /// No more submits and none in flight: a worker that finds the queue empty exits.
+    closed: AtomicBool,
+    /// An initializer failed.
+    broken: AtomicBool,
+    /// The spawn/retire lock.
+    workers: Mutex<Workers>,
+    /// Signalled whenever a worker exits.
+    workers_changed: Condvar,
+    /// `shutdown_timeout` gave up on running tasks: dropping the executor will not join them.
+    detached: AtomicBool,
+}
+
+/// What a job needs from the thread that runs it.
+pub(crate) struct WorkerCtx<'a> {
+    pub(crate) pool: &'a PoolInner,
+    worker: &'a str,
+    slot: Option<&'a WorkerSlot>,
+    /// Whether this worker holds an idle token (None: the caller's thread).
+    idle_token: Option<&'a Cell<bool>>,
+    /// This is the worker's last task (task limit): do not announce it idle.
+    last_task: bool,
+    /// The instant the previous task ended, if this item was dequeued right after it (no
+    /// waiting in between): it doubles as this task's start, saving a clock read per task.
+    clock: Option<&'a Cell<Option<Instant>>>,
+}
+
+impl WorkerCtx<'_> {
+    /// When the task starts: the previous task's end if this item was dequeued straight after
+    /// it (the difference is one `try_pop`), the clock otherwise.
+    pub(crate) fn start_instant(&self) -> Instant {
+        self.clock.and_then(Cell::take).unwrap_or_else(Instant::now)
+    }
+
+    /// Reads the clock at the end of a task, and keeps it for the next task's start.
+    pub(crate) fn end_instant(&self) -> Instant {
+        let now = Instant::now();
+        if let Some(clock) = self.clock {
+            clock.set(Some(now));
+        }
+        now
+    }
+
+    /// Forgets the kept end instant (time passed since).
+    pub(crate) fn forget_clock(&self) {
+        if let Some(clock) = self.clock {
+            clock.set(None);
+        }
+    }
+
+    /// The counters this thread writes: its own if it is a worker, the pool's otherwise.
+    pub(crate) fn counts(&self) -> &WorkerSide {
+        match self.slot {
+            Some(slot) => &slot.counts.0,
+            None => &self.pool.metrics.worker.0,
+        }
+    }
+
+    /// Marks the task running and opens its span.
+    pub(crate) fn begin(
+        &self,
+        task_id: u64,
+        name_arc: &Option<Arc<str>>,
+        name: Option<&str>,
+        parent: &Span,
+        started: Instant,
+        waited: Duration,
+    ) -> Span {
+        let pool = self.pool;
+        self.counts().inc_started();
+        if let Some(slot) = self.slot {
+            slot.task_id.store(task_id, Ordering::Relaxed);
+            let since_epoch = started.saturating_duration_since(pool.epoch).as_nanos();
+            slot.started_ns.store(
+                u64::try_from(since_epoch).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            if name_arc.is_some() || slot.has_name.load(Ordering::Relaxed) {
+                *lock(&slot.name) = name_arc.clone();
+                slot.has_name.store(name_arc.is_some(), Ordering::Relaxed);
+            }
+        }
+        let span = tracing::info_span!(
+            target: "taskhost_executor",
+            parent: parent,
+            "task",
+            pool = &*pool.name,
+            task_id,
+            task = name
+        );
+        span.in_scope(|| {
+            tracing::event!(
+                name: "task.started",
+                target: "taskhost_executor",
+                Level::DEBUG,
+                pool = &*pool.name,
+                task_id,
+                task = name,
+                worker = self.worker,
+                waited_us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+                "task.started"
+            );
+        });
+        span
+    }
+
+    /// Marks the task no longer running.
+    pub(crate) fn end(&self) {
+        self.counts().inc_stopped();
+        if let Some(slot) = self.slot {
+            slot.task_id.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn emit_finished(&self, task_id: u64, task: Option<&str>, ran: Duration) {
+        tracing::event!(
+            name: "task.finished",
+            target: "taskhost_executor",
+            Level::DEBUG,
+            pool = &*self.pool.name,
+            task_id,
+            task,
+            ran_us = u64::try_from(ran.as_micros()).unwrap_or(u64::MAX),
+            "task.finished"
+        );
+    }
+
+    pub(crate) fn emit_failed(&self, task_id: u64, task: Option<&str>, ran: Duration, panic: &str) {
+        tracing::event!(
+            name: "task.failed",
+            target: "taskhost_executor",
+            Level::WARN,
+            pool = &*self.pool.name,
+            task_id,
+            task,
+            ran_us = u64::try_from(ran.as_micros()).unwrap_or(u64::MAX),
+            panic,
+            "task.failed"
+        );
+    }
+
+    /// Called just before a task's outcome becomes visible: if the queue is empty, this worker
+    /// announces itself idle now, so that a submitter woken by the outcome can claim it instead
+    /// of starting a thread (ten tasks awaited one after another run on one thread).
+    pub(crate) fn before_publish(&self) {
+        if let Some(token) = self.idle_token {
+            if !self.last_task && !token.get() && self.pool.queue.is_empty() {
+                self.pool.idle_tokens.0.fetch_add(1, Ordering::SeqCst);
+                token.set(true);
+            }
+        }
+    }
+}
+
+/// A refused job and why.
+type Refused = (Box<dyn Job>, Refusal);
+
+enum Refusal {
+    ShutDown,
+    Broken(String),
+    Full,
+}
+
+impl PoolInner {
+    /// Claims one idle token if any (Python's `_idle_semaphore.acquire(timeout=0)`).
+    fn try_claim_idle(&self) -> bool {
+        self.idle_tokens
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// After a push: claim an idle worker, or start one if below the maximum.
+    fn adjust_thread_count(self: &Arc<Self>) {
+        if self.try_claim_idle() {
+            return;
+        }
+        if self.workers_can_retire {
+            // Pairs with the fence in `retire_idle`/`retire_replacing` (see the module docs).
+            fence(Ordering::SeqCst);
+        }
+        if self.alive.load(Ordering::SeqCst) >= self.max_workers {
+            return;
+        }
+        let mut workers = lock(&self.workers);
+        if self.alive.load(Ordering::SeqCst) < self.max_workers {
+            self.spawn_locked(&mut workers);
+        }
+    }
+
+    fn spawn_locked(self: &Arc<Self>, workers: &mut Workers) {
+        let mut retired = workers.retired_counts;
+        workers.threads.retain_mut(|record| {
+            // A worker drops its slot when it exits; a record without a handle was taken by
+            // `join_all`, whose join may still be under way.
+            let finished = match &record.handle {
+                Some(handle) => handle.is_finished(),
+                None => Arc::strong_count(&record.slot) == 1,
+            };
+            if finished {
+                if let Some(handle) = record.handle.take() {
+                    let _ = handle.join();
+                }
+                record.slot.counts.0.add_to(&mut retired);
+            }
+            !finished
+        });
+        workers.retired_counts = retired;
+        let index = workers.next_index;
+        workers.next_index += 1;
+        let name = format!("{}_{}", self.thread_name_prefix, index);
+        let slot = Arc::new(WorkerSlot::default());
+        let alive = self.alive.fetch_add(1, Ordering::SeqCst) + 1;
+        self.metrics.on_spawn(alive);
+        let pool = Arc::clone(self);
+        let thread_slot = Arc::clone(&slot);
+        let thread_name = name.clone();
+        match thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || worker_main(pool, thread_slot, thread_name))
+        {
+            Ok(handle) => workers.threads.push(WorkerRecord {
+                name,
+                handle: Some(handle),
+                slot,
+            }),
+            Err(error) => {
+                self.alive.fetch_sub(1, Ordering::SeqCst);
+                tracing::event!(
+                    name: "worker.spawn_failed",
+                    target: "taskhost_executor",
+                    Level::ERROR,
+                    pool = &*self.name,
+                    worker = %name,
+                    error = %error,
+                    "worker.spawn_failed"
+                );
+            }
+        }
+    }
+
+    /// An idle worker whose timeout passed (and who took its own token back) tries to retire.
+    /// False: work arrived, stay.
+    fn retire_idle(&self, worker: &str) -> bool {
+        let _workers = lock(&self.workers);
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !self.queue.is_empty() {
+            self.alive.fetch_add(1, Ordering::SeqCst);
+            return false;
+        }
+        emit_retired(self, worker, "idle");
+        self.metrics.inc_retired();
+        self.workers_changed.notify_all();
+        true
+    }
+
+    /// A worker that reached its task limit retires, starting its replacement if work remains.
+    fn retire_replacing(self: &Arc<Self>, worker: &str) {
+        let mut workers = lock(&self.workers);
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        emit_retired(self, worker, "max_tasks");
+        self.metrics.inc_retired();
+        if !self.queue.is_empty() && self.alive.load(Ordering::SeqCst) < self.max_workers {
+            self.spawn_locked(&mut workers);
+        }
+        self.workers_changed.notify_all();
+    }
+
+    /// A worker exits for good (shutdown, broken pool).
+    fn retire_exit(&self, worker: &str, reason: &'static str) {
+        let _workers = lock(&self.workers);
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+        emit_retired(self, worker, reason);
+        self.metrics.inc_retired();
+        self.workers_changed.notify_all();
+    }
+
+    fn broken_reason(&self) -> String {
+        lock(&self.workers)
+            .broken_reason
+            .clone()
+            .unwrap_or_else(|| "an initializer failed".to_owned())
+    }
+
+    /// Waits until no submit is between its check and its push, draining if asked to.
+    fn quiesce(&self, mut drain: impl FnMut()) {
+        let mut spins = 0u32;
+        loop {
+            drain();
+            if self.inflight.0.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            spins += 1;
+            if spins < 64 {
+                thread::yield_now();
+            } else {
+                thread::sleep(Duration::from_micros(200));
+            }
+        }
+        drain();
+    }
+
+    fn drain(&self, why: Abandon<'_>) {
+        while let Some(job) = self.queue.try_pop() {
+            self.metrics.worker.0.inc_dequeued();
+            job.abandon(self, why);
+        }
+    }
+
+    fn mark_broken(&self, reason: String) {
+        {
+            let mut workers = lock(&self.workers);
+            if workers.broken_reason.is_none() {
+                workers.broken_reason = Some(reason);
+            }
+        }
+        self.broken.store(true, Ordering::SeqCst);
+        let reason = self.broken_reason();
+        tracing::event!(
+            name: "pool.broken",
+            target: "taskhost_executor",
+            Level::ERROR,
+            pool = &*self.name,
+            reason = %reason,
+            "pool.broken"
+        );
+        self.quiesce(|| self.drain(Abandon::Broken(&reason)));
+    }
+
+    /// Puts a job on the queue under the pool's policy. `Ok(Some(job))`: run it here.
+    fn enqueue(
+        self: &Arc<Self>,
+        job: Box<dyn Job>,
+        task_id: u64,
+        task: Option<&str>,
+    ) -> Result<Option<Box<dyn Job>>, Refused> {
+        self.inflight.0.fetch_add(1, Ordering::SeqCst);
+        let refusal = if self.shutdown.load(Ordering::SeqCst) {
+            Some(Refusal::ShutDown)
+        } else if self.broken.load(Ordering::SeqCst) {
+            Some(Refusal::Broken(self.broken_reason()))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            self.inflight.0.fetch_sub(1, Ordering::SeqCst);
+            return Err(self.refuse(job, refusal, task_id, task));
+        }
+        let result = if !self.bounded || self.when_full == WhenFull::Block {
+            self.metrics.inc_submitted();
+            self.emit_queued(task_id, task, 1);
+            self.queue.push(job);
+            self.adjust_thread_count();
+            Ok(None)
+        } else {
+            match self.queue.try_push(job) {
+                Ok(()) => {
+                    self.metrics.inc_submitted();
+                    self.emit_queued(task_id, task, 0);
+                    self.adjust_thread_count();
+                    Ok(None)
+                }
+                Err(job) if self.when_full == WhenFull::CallerRuns => {
+                    self.metrics.inc_submitted();
+                    Ok(Some(job))
+                }
+                Err(job) => Err((job, Refusal::Full)),
+            }
+        };
+        self.inflight.0.fetch_sub(1, Ordering::SeqCst);
+        result.map_err(|(job, refusal)| self.refuse(job, refusal, task_id, task))
+    }
+
+    fn refuse(
+        &self,
+        job: Box<dyn Job>,
+        refusal: Refusal,
+        task_id: u64,
+        task: Option<&str>,
+    ) -> Refused {
+        self.metrics.inc_rejected();
+        let reason = match refusal {
+            Refusal::ShutDown => "shut_down",
+            Refusal::Broken(_) => "broken_pool",
+            Refusal::Full => "queue_full",
+        };
+        emit_rejected(self, task_id, task, reason);
+        (job, refusal)
+    }
+
+    /// `not_yet_pushed`: 1 if the item is not in the queue yet. The depth is only computed
+    /// when the event is enabled (reading it touches the consumers' cache lines).
+    fn emit_queued(&self, task_id: u64, task: Option<&str>, not_yet_pushed: usize) {
+        tracing::event!(
+            name: "task.queued",
+            target: "taskhost_executor",
+            Level::DEBUG,
+            pool = &*self.name,
+            task_id,
+            task,
+            queue_depth = self.queue.len() + not_yet_pushed,
+            "task.queued"
+        );
+    }
+
+    /// Runs a job in the submitting thread (`WhenFull::CallerRuns`).
+    fn run_here(&self, job: Box<dyn Job>) {
+        self.metrics.worker.0.inc_dequeued();
+        let ctx = WorkerCtx {
+            pool: self,
+            worker: "caller",
+            slot: None,
+            idle_token: None,
+            last_task: false,
+            clock: None,
+        };
+        job.run(&ctx);
+    }
+
+    fn shutdown(self: &Arc<Self>, wait: bool, cancel_futures: bool) {
+        let first = !self.shutdown.swap(true, Ordering::SeqCst);
+        if first || cancel_futures {
+            if cancel_futures {
+                self.quiesce(|| self.drain(Abandon::Shutdown));
+            } else {
+                self.quiesce(|| {});
+            }
+        }
+        if first {
+            tracing::event!(
+                name: "pool.shutdown",
+                target: "taskhost_executor",
+                Level::INFO,
+                pool = &*self.name,
+                wait,
+                cancel_futures,
+                "pool.shutdown"
+            );
+            self.closed.store(true, Ordering::SeqCst);
+            self.queue.close();
+        }
+        if wait {
+            self.join_all();
+        }
+    }
+
+    /// Joins every worker thread except the caller's own (shutdown from inside a task).
+    fn join_all(&self) {
+        let me = thread::current().id();
+        loop {
+            let handles: Vec<JoinHandle<()>> = {
+                let mut workers = lock(&self.workers);
+                workers
+                    .threads
+                    .iter_mut()
+                    .filter(|r| r.handle.as_ref().is_some_and(|h| h.thread().id() != me))
+                    .filter_map(|r| r.handle.take())
+                    .collect()
+            };
+            if handles.is_empty() {
+                break;
+            }
+            for handle in handles {
+                let _ = handle.join();
+            }
+        }
+    }
+
+    fn running_tasks(&self) -> Vec<RunningTask> {
+        let now = self.epoch.elapsed();
+        let workers = lock(&self.workers);
+        let mut running = Vec::new();
+        for record in &workers.threads {
+            let task_id = record.slot.task_id.load(Ordering::Relaxed);
+            if task_id == 0 {
+                continue;
+            }
+            let started = Duration::from_nanos(record.slot.started_ns.load(Ordering::Relaxed));
+            running.push(RunningTask {
+                id: task_id,
+                name: lock(&record.slot.name).as_deref().map(str::to_owned),
+                worker: record.name.clone(),
+                running_for: now.saturating_sub(started),
+            });
+        }
+        running
+    }
+}
+
+fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
+    tracing::event!(
+        name: "worker.spawned",
+        target: "taskhost_executor",
+        Level::DEBUG,
+        pool = &*pool.name,
+        worker = %name,
+        "worker.spawned"
+    );
+    if let Some(initializer) = &pool.initializer {
+        let failure = match catch_unwind(AssertUnwindSafe(|| initializer())) {
+            Ok(Ok(())) => None,
+            Ok(Err(message)) => Some(message),
+            Err(panic) => Some(format!(
+                "initializer panicked: {}",
+                panic_message(panic.as_ref())
+            )),
+        };
+        if let Some(message) = failure {
+            pool.mark_broken(message);
+            pool.retire_exit(&name, "broken");
+            return;
+        }
+    }
+    let idle_token = Cell::new(false);
+    let last_end = Cell::new(None);
+    let mut tasks_run = 0usize;
+    let limit = pool.max_tasks_per_worker;
+    loop {
+        let job = match pool.queue.try_pop() {
+            Some(job) => job,
+            None => {
+                // Time passes from here on: the previous task's end is no longer a start.
+                last_end.set(None);
+                if pool.closed.load(Ordering::SeqCst) {
+                    pool.retire_exit(&name, "shutdown");
+                    return;
+                }
+                if !idle_token.get() {
+                    pool.idle_tokens.0.fetch_add(1, Ordering::SeqCst);
+                    idle_token.set(true);
+                }
+                // A short, bounded spin before sleeping (as crossbeam's own `recv` does): a
+                // steady submitter usually refills the queue within microseconds, and parking
+                // then waking a thread costs far more. Not a polling loop: after it, we block.
+                if let Some(job) = spin_pop(&pool.queue) {
+                    idle_token.set(false);
+                    slot.counts.0.inc_dequeued();
+                    run_one(
+                        &pool,
+                        &slot,
+                        &name,
+                        (&idle_token, &last_end),
+                        job,
+                        &mut tasks_run,
+                    );
+                    if limit != 0 && tasks_run >= limit {
+                        pool.retire_replacing(&name);
+                        return;
+                    }
+                    continue;
+                }
+                pool.metrics.inc_idle();
+                let popped = pool.queue.pop_blocking(pool.idle_timeout);
+                pool.metrics.dec_idle();
+                match popped {
+                    Popped::Item(job) => job,
+                    Popped::Closed => continue,
+                    Popped::TimedOut => {
+                        // Take our token back; if a submitter already claimed it, work is on
+                        // its way to us, so stay.
+                        if pool.try_claim_idle() {
+                            idle_token.set(false);
+                            if pool.retire_idle(&name) {
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        // Busy again. As in Python, the token we released is not taken back: the submitter of
+        // the item we just took claims it (it pushes, then claims). Taking it back here would
+        // race that claim and make the submitter start a needless thread.
+        idle_token.set(false);
+        slot.counts.0.inc_dequeued();
+        run_one(
+            &pool,
+            &slot,
+            &name,
+            (&idle_token, &last_end),
+            job,
+            &mut tasks_run,
+        );
+        if limit != 0 && tasks_run >= limit {
+            pool.retire_replacing(&name);
+            return;
+        }
+    }
+}
+
+/// Runs one dequeued job on a worker, counting it if it ran.
+fn run_one(
+    pool: &PoolInner,
+    slot: &WorkerSlot,
+    name: &str,
+    (idle_token, last_end): (&Cell<bool>, &Cell<Option<Instant>>),
+    job: Box<dyn Job>,
+    tasks_run: &mut usize,
+) {
+    let limit = pool.max_tasks_per_worker;
+    let ctx = WorkerCtx {
+        pool,
+        worker: name,
+        slot: Some(slot),
+        idle_token: Some(idle_token),
+        last_task: limit != 0 && *tasks_run + 1 >= limit,
+        clock: Some(last_end),
+    };
+    if job.run(&ctx) {
+        *tasks_run += 1;
+    }
+}
+
+/// Tries the queue a few times with a growing pause (spin, then yield) before giving up.
+fn spin_pop(queue: &Queue<Box<dyn Job>>) -> Option<Box<dyn Job>> {
+    for step in 0..10u32 {
+        if step < 6 {
+            for _ in 0..(1u32 << step) {
+                std::hint::spin_loop();
+            }
+        } else {
+            thread::yield_now();
+        }
+        if let Some(job) = queue.try_pop() {
+            return Some(job);
+        }
+    }
+    None
+}
+
+/// One task still running when [`Executor::shutdown_timeout`] gave up waiting.
+///
+/// ```
+/// # use taskhost_executor::RunningTask;
+/// fn describe(t: &RunningTask) -> String {
+///     format!("{} {:?} on {} for {:?}", t.id, t.name, t.worker, t.running_for)
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningTask {
+    /// The task's id.
+    pub id: u64,
+    /// Its name, if it was given one.
+    pub name: Option<String>,
+    /// The worker thread running it.
+    pub worker: String,
+    /// How long it had been running.
+    pub running_for: Duration,
+}
+
+/// What [`Executor::shutdown_timeout`] found.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskhost_executor::Executor;
+///
+/// let pool = Executor::new(1).unwrap();
+/// pool.submit(|| ()).unwrap();
+/// let report = pool.shutdown_timeout(Duration::from_secs(5), false);
+/// assert!(report.all_stopped && report.still_running.is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Every worker exited within the limit.
+    pub all_stopped: bool,
+    /// Tasks still running when the limit passed.
+    pub still_running: Vec<RunningTask>,
+    /// How long the call waited.
+    pub waited: Duration,
+}
+
+/// A thread pool with the semantics of Python's `concurrent.futures.ThreadPoolExecutor`.
+///
+/// `Send + Sync`; share it by reference or in an `Arc`. Dropping it is `shutdown(true, false)`.
+/// See the [crate docs](crate) for a tour.
+///
+/// ```
+/// use taskhost_executor::Executor;
+///
+/// let pool = Executor::new(4).unwrap();
+/// let futures: Vec<_> = (0..8).map(|i| pool.submit(move || i * i).unwrap()).collect();
+/// let squares: Vec<i32> = futures.iter().map(|f| *f.result(None).unwrap()).collect();
+/// assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36, 49]);
+/// ```
+pub struct Executor {
+    inner: Arc<PoolInner>,
+}
+
+impl fmt::Debug for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executor")
+            .field("name", &self.inner.name)
+            .field("max_workers", &self.inner.max_workers)
+            .field("metrics", &self.metrics())
+            .finish()
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        let wait = !self.inner.detached.load(Ordering::SeqCst);
+        self.inner.shutdown(wait, false);
+    }
+}
+
+impl Executor {
+    /// A builder with every default.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::builder().max_workers(2).build().unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn builder() -> ExecutorBuilder {
+        ExecutorBuilder::new()
+    }
+
+    /// A pool with `max_workers` threads at most and every other default; 0 is an error.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::new(2).unwrap();
+    /// assert!(taskhost_executor::Executor::new(0).is_err());
+    /// # drop(pool);
+    /// ```
+    pub fn new(max_workers: usize) -> Result<Executor, BuildError> {
+        Executor::builder().max_workers(max_workers).build()
+    }
+
+    /// The pool's name.
+    ///
+    /// ```
+    /// assert_eq!(taskhost_executor::Executor::new(1).unwrap().name(), "pool");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The most worker threads alive at once.
+    ///
+    /// ```
+    /// assert_eq!(taskhost_executor::Executor::new(3).unwrap().max_workers(), 3);
+    /// ```
+    pub fn max_workers(&self) -> usize {
+        self.inner.max_workers
+    }
+
+    /// Queues `f` and returns its future at once. Callable from any thread, including from
+    /// inside a task. A worker starts only if no idle one can be claimed and fewer than
+    /// `max_workers` are alive. The value type must be `Send + Sync` because every clone of the
+    /// future can read it from any thread.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::new(2).unwrap();
+    /// let f = pool.submit(|| "hi".to_string()).unwrap();
+    /// assert_eq!(f.result(None).unwrap(), "hi");
+    /// ```
+    pub fn submit<F, T>(&self, f: F) -> Result<TaskFuture<T>, SubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        self.submit_task(None, Plain(f))
+            .map_err(|e| e.map(|task: Plain<F>| task.0))
+    }
+
+    /// Like [`submit`](Self::submit), with options, for a closure that receives its
+    /// [`TaskContext`] (to watch for a stop request).
+    ///
+    /// ```
+    /// use taskhost_executor::{Executor, TaskOptions};
+    /// let pool = Executor::new(2).unwrap();
+    /// let f = pool.submit_with(TaskOptions::new().name("job"), |ctx| ctx.task_id()).unwrap();
+    /// assert_eq!(*f.result(None).unwrap(), f.id());
+    /// ```
+    pub fn submit_with<F, T>(
+        &self,
+        options: TaskOptions,
+        f: F,
+    ) -> Result<TaskFuture<T>, SubmitError<F>>
+    where
+        F: FnOnce(&TaskContext) -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        self.submit_task(options.name, WithContext(f))
+            .map_err(|e| e.map(|task: WithContext<F>| task.0))
+    }
+
+    fn submit_task<C, T>(
+        &self,
+        name: Option<Arc<str>>,
+        task: C,
+    ) -> Result<TaskFuture<T>, SubmitError<C>>
+    where
+        C: TaskFn<T>,
+        T: Send + Sync + 'static,
+    {
+        let id = next_task_id();
+        let shared = Shared::new(id, name);
+        let job = Box::new(FutureJob {
+            task,
+            shared: Arc::clone(&shared),
+            parent: current_parent(),
+            queued_at: Instant::now(),
+        });
+        let future = TaskFuture { shared };
+        match self.inner.enqueue(job, id, future.name()) {
+            Ok(None) => Ok(future),
+            Ok(Some(job)) => {
+                self.inner.run_here(job);
+                Ok(future)
+            }
+            Err((job, refusal)) => {
+                let job = job
+                    .into_any()
+                    .downcast::<FutureJob<C, T>>()
+                    .unwrap_or_else(|_| unreachable!("the job is the one just built"));
+                let task = job.task;
+                Err(match refusal {
+                    Refusal::ShutDown => SubmitError::ShutDown(task),
+                    Refusal::Broken(why) => SubmitError::BrokenPool(task, why),
+                    Refusal::Full => SubmitError::QueueFull(task),
+                })
+            }
+        }
+    }
+
+    /// Fire and forget: queues `f` with no future (the cheapest path). Its panic is logged as a
+    /// `task.failed` event and counted in `failed`.
+    ///
+    /// ```
+    /// use std::sync::mpsc::channel;
+    /// let pool = taskhost_executor::Executor::new(1).unwrap();
+    /// let (tx, rx) = channel();
+    /// pool.execute(move || tx.send(3).unwrap()).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), 3);
+    /// ```
+    pub fn execute<F>(&self, f: F) -> Result<(), SubmitError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let id = next_task_id();
+        let queued_at =
+            tracing::enabled!(target: "taskhost_executor", Level::DEBUG).then(Instant::now);
+        let job = Box::new(ExecuteJob {
+            f,
+            id,
+            parent: current_parent(),
+            queued_at,
+        });
+        match self.inner.enqueue(job, id, None) {
+            Ok(None) => Ok(()),
+            Ok(Some(job)) => {
+                self.inner.run_here(job);
+                Ok(())
+            }
+            Err((job, refusal)) => {
+                let job = job
+                    .into_any()
+                    .downcast::<ExecuteJob<F>>()
+                    .unwrap_or_else(|_| unreachable!("the job is the one just built"));
+                let f = job.f;
+                Err(match refusal {
+                    Refusal::ShutDown => SubmitError::ShutDown(f),
+                    Refusal::Broken(why) => SubmitError::BrokenPool(f, why),
+                    Refusal::Full => SubmitError::QueueFull(f),
+                })
+            }
+        }
+    }
+
+    /// Python's `map`: submits `f(item)` for every item before returning, then yields the
+    /// results in input order. `timeout` is a deadline fixed now, at the call. On the first error
+    /// or timeout the iterator yields it, cancels the remaining futures, and ends; dropping the
+    /// iterator early cancels the remaining futures too. If a submission is refused, the futures
+    /// already submitted are cancelled and the error hands back the refused item.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::new(4).unwrap();
+    /// let squares: Vec<u64> = pool
+    ///     .map(|x: u64| x * x, 1..=5, None)
+    ///     .unwrap()
+    ///     .collect::<Result<_, _>>()
+    ///     .unwrap();
+    /// assert_eq!(squares, [1, 4, 9, 16, 25]);
+    /// ```
+    pub fn map<I, F, T>(
+        &self,
+        f: F,
+        items: I,
+        timeout: Option<Duration>,
+    ) -> Result<MapResults<T>, SubmitError<I::Item>>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        T: Clone + Send + Sync + 'static,
+    {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let f = Arc::new(f);
+        let mut futures = Vec::new();
+        for item in items {
+            let call = MapCall {
+                f: Arc::clone(&f),
+                item,
+            };
+            match self.submit_task(None, call) {
+                Ok(future) => futures.push(future),
+                Err(error) => {
+                    for future in &futures {
+                        future.cancel();
+                    }
+                    return Err(error.map(|call| call.item));
+                }
+            }
+        }
+        Ok(MapResults {
+            futures,
+            next: 0,
+            deadline,
+            stopped: false,
+        })
+    }
+
+    /// Stops accepting work; later submits fail with [`SubmitError::ShutDown`]. Queued items
+    /// still run, unless `cancel_futures`, in which case they are cancelled
+    /// ([`CancelReason::Shutdown`]). With `wait`, joins every worker thread (except the
+    /// caller's own, when called from inside a task). Calling it again is harmless.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::new(2).unwrap();
+    /// let f = pool.submit(|| 1).unwrap();
+    /// pool.shutdown(true, false);
+    /// pool.shutdown(true, false);
+    /// assert_eq!(f.result(None), Ok(&1));
+    /// assert_eq!(pool.metrics().workers_alive, 0);
+    /// assert!(pool.submit(|| 2).is_err());
+    /// ```
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        self.inner.shutdown(wait, cancel_futures);
+    }
+
+    /// Shuts down (like `shutdown(false, cancel_futures)`), then waits at most `limit` for every
+    /// worker to exit. The report lists the tasks still running when the limit passed. If some
+    /// were, dropping the executor afterwards does not wait for them either.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskhost_executor::{Executor, TaskOptions};
+    ///
+    /// let pool = Executor::new(1).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let f = pool.submit_with(TaskOptions::new().name("stuck"), move |_| rx.recv().ok()).unwrap();
+    /// while !f.running() { std::thread::yield_now(); }
+    /// let report = pool.shutdown_timeout(Duration::from_millis(20), false);
+    /// assert!(!report.all_stopped);
+    /// assert_eq!(report.still_running[0].name.as_deref(), Some("stuck"));
+    /// tx.send(()).unwrap();
+    /// ```
+    pub fn shutdown_timeout(&self, limit: Duration, cancel_futures: bool) -> ShutdownReport {
+        let started = Instant::now();
+        let deadline = started + limit;
+        self.inner.shutdown(false, cancel_futures);
+        let me = thread::current().id();
+        let own_worker = {
+            let workers = lock(&self.inner.workers);
+            workers
+                .threads
+                .iter()
+                .any(|r| r.handle.as_ref().is_some_and(|h| h.thread().id() == me))
+        };
+        let target = usize::from(own_worker);
+        let mut workers = lock(&self.inner.workers);
+        while self.inner.alive.load(Ordering::SeqCst) > target {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            workers = self
+                .inner
+                .workers_changed
+                .wait_timeout(workers, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        drop(workers);
+        let all_stopped = self.inner.alive.load(Ordering::SeqCst) <= target;
+        let still_running = if all_stopped {
+            self.inner.join_all();
+            Vec::new()
+        } else {
+            self.inner.detached.store(true, Ordering::SeqCst);
+            self.inner.running_tasks()
+        };
+        ShutdownReport {
+            all_stopped,
+            still_running,
+            waited: started.elapsed(),
+        }
+    }
+
+    /// The pool's counters now.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::new(2).unwrap();
+    /// pool.submit(|| ()).unwrap().result(None).unwrap();
+    /// let m = pool.metrics();
+    /// assert_eq!((m.submitted, m.completed, m.workers_spawned), (1, 1, 1));
+    /// ```
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let totals = {
+            let workers = lock(&self.inner.workers);
+            let mut totals = workers.retired_counts;
+            for record in &workers.threads {
+                record.slot.counts.0.add_to(&mut totals);
+            }
+            totals
+        };
+        self.inner
+            .metrics
+            .snapshot(self.inner.alive.load(Ordering::SeqCst), totals)
+    }
+}
+
+/// The submitter's span, if tracing could record a task span at all.
+fn current_parent() -> Span {
+    if tracing::level_enabled!(Level::INFO) {
+        Span::current()
+    } else {
+        Span::none()
+    }
+}
+
+/// The results of [`Executor::map`], in input order.
+///
+/// ```
+/// let pool = taskhost_executor::Executor::new(2).unwrap();
+/// let results = pool.map(|s: &str| s.len(), ["a", "bb"], None).unwrap();
+/// assert_eq!(results.futures().len(), 2);
+/// assert_eq!(results.collect::<Vec<_>>(), [Ok(1), Ok(2)]);
+/// ```
+pub struct MapResults<T: Send + Sync + 'static> {
+    futures: Vec<TaskFuture<T>>,
+    next: usize,
+    deadline: Option<Instant>,
+    stopped: bool,
+}
+
+impl<T: Send + Sync + 'static> fmt::Debug for MapResults<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapResults")
+            .field("total", &self.futures.len())
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> MapResults<T> {
+    /// The futures, in input order.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::new(2).unwrap();
+    /// let results = pool.map(|x: i32| x, [1, 2, 3], None).unwrap();
+    /// assert_eq!(results.futures().len(), 3);
+    /// ```
+    pub fn futures(&self) -> &[TaskFuture<T>] {
+        &self.futures
+    }
+
+    fn cancel_rest(&mut self) {
+        self.stopped = true;
+        for future in &self.futures[self.next.min(self.futures.len())..] {
+            future.cancel();
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Iterator for MapResults<T> {
+    type Item = Result<T, ResultError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.stopped || self.next >= self.futures.len() {
+            return None;
+        }
+        let timeout = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let result = self.futures[self.next].result(timeout).cloned();
+        if result.is_err() {
+            self.cancel_rest();
+        } else {
+            self.next += 1;
+        }
+        Some(result)
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for MapResults<T> {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.cancel_rest();
+        }
+    }
+}

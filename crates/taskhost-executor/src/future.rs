@@ -1,0 +1,702 @@
+//! [`TaskFuture`]: the handle to one submitted task, and its shared state.
+//!
+//! The state is one allocation (`Arc<Shared<T>>`) shared by every clone of the future and by the
+//! queued work item. Its lifecycle is one atomic byte, so a task that nobody waits on completes
+//! without taking any lock: the mutex is touched only when a waiter, callback, waker or watcher has
+//! registered (the `HAS_WAITERS` bit says so).
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::context::StopSource;
+use crate::error::{CancelReason, ResultError, TaskError};
+use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
+use crate::wait::Watch;
+
+pub(crate) const PENDING: u8 = 0;
+pub(crate) const RUNNING: u8 = 1;
+pub(crate) const FINISHED: u8 = 2;
+pub(crate) const FAILED: u8 = 3;
+pub(crate) const CANCELLED_USER: u8 = 4;
+pub(crate) const CANCELLED_SHUTDOWN: u8 = 5;
+pub(crate) const CANCELLED_BROKEN: u8 = 6;
+pub(crate) const CANCELLED_STOP: u8 = 7;
+const STATE_MASK: u8 = 0x0f;
+const HAS_WAITERS: u8 = 0x80;
+const UNSET: u64 = u64::MAX;
+
+fn is_done(state: u8) -> bool {
+    state & STATE_MASK >= FINISHED
+}
+
+pub(crate) fn cancelled_state(reason: CancelReason) -> u8 {
+    match reason {
+        CancelReason::User => CANCELLED_USER,
+        CancelReason::Shutdown => CANCELLED_SHUTDOWN,
+        CancelReason::BrokenPool => CANCELLED_BROKEN,
+        CancelReason::StopRequested => CANCELLED_STOP,
+    }
+}
+
+/// Where a future is in its life: `Pending → Running → Finished`, or `Pending → Cancelled`
+/// (and `Running → Cancelled` only when the task honoured a stop request).
+///
+/// ```
+/// use taskhost_executor::{Executor, FutureState};
+///
+/// let pool = Executor::new(1).unwrap();
+/// let f = pool.submit(|| 7).unwrap();
+/// f.result(None).unwrap();
+/// assert_eq!(f.state(), FutureState::Finished);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FutureState {
+    /// Queued, not yet picked up by a worker.
+    Pending,
+    /// A worker is running the task.
+    Running,
+    /// The task returned or panicked.
+    Finished,
+    /// The task was cancelled before it ran, or honoured a stop request.
+    Cancelled,
+}
+
+/// How long a task waited in the queue and how long it ran, from [`TaskFuture::timings`].
+///
+/// ```
+/// use taskhost_executor::Executor;
+///
+/// let pool = Executor::new(1).unwrap();
+/// let f = pool.submit(|| ()).unwrap();
+/// f.result(None).unwrap();
+/// let t = f.timings();
+/// assert!(t.queue_wait.is_some() && t.run_time.is_some());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TaskTimings {
+    /// Time from submission to the start of the run; `None` until the task starts.
+    pub queue_wait: Option<Duration>,
+    /// Time the task ran; `None` until it has finished running.
+    pub run_time: Option<Duration>,
+}
+
+/// What a finished task left behind.
+pub(crate) enum Outcome<T> {
+    Value(T),
+    Panicked(String),
+    Broken(String),
+}
+
+type Callback<T> = Box<dyn FnOnce(&TaskFuture<T>) + Send>;
+
+/// Everything that waits on one future; only touched when `HAS_WAITERS` is set.
+struct Waiters<T> {
+    callbacks: Vec<Callback<T>>,
+    wakers: Vec<Waker>,
+    watchers: Vec<(Arc<Watch>, usize)>,
+}
+
+/// The state one task's future shares with its work item.
+pub(crate) struct Shared<T> {
+    pub(crate) id: u64,
+    pub(crate) name: Option<Arc<str>>,
+    state: AtomicU8,
+    stop_requested: AtomicBool,
+    stop_observed: AtomicBool,
+    outcome: OnceLock<Outcome<T>>,
+    queue_wait_ns: AtomicU64,
+    run_ns: AtomicU64,
+    waiters: Mutex<Waiters<T>>,
+    condvar: Condvar,
+}
+
+impl<T> StopSource for Shared<T>
+where
+    T: Send + Sync + 'static,
+{
+    fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire)
+    }
+    fn mark_observed(&self) {
+        self.stop_observed.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<T: Send + Sync + 'static> Shared<T> {
+    pub(crate) fn new(id: u64, name: Option<Arc<str>>) -> Arc<Self> {
+        Arc::new(Shared {
+            id,
+            name,
+            state: AtomicU8::new(PENDING),
+            stop_requested: AtomicBool::new(false),
+            stop_observed: AtomicBool::new(false),
+            outcome: OnceLock::new(),
+            queue_wait_ns: AtomicU64::new(UNSET),
+            run_ns: AtomicU64::new(UNSET),
+            waiters: Mutex::new(Waiters {
+                callbacks: Vec::new(),
+                wakers: Vec::new(),
+                watchers: Vec::new(),
+            }),
+            condvar: Condvar::new(),
+        })
+    }
+
+    fn load(&self) -> u8 {
+        self.state.load(Ordering::Acquire) & STATE_MASK
+    }
+
+    /// Moves `from → to` (keeping the waiter bit); returns the previous raw state on success.
+    fn transition(&self, from: u8, to: u8) -> Result<u8, u8> {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            if current & STATE_MASK != from {
+                return Err(current);
+            }
+            let next = (current & HAS_WAITERS) | to;
+            match self.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(previous) => return Ok(previous),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Claims a pending item for running; false if it was cancelled while queued.
+    pub(crate) fn try_start(&self) -> bool {
+        self.transition(PENDING, RUNNING).is_ok()
+    }
+
+    pub(crate) fn record_queue_wait(&self, waited: Duration) {
+        self.queue_wait_ns
+            .store(duration_ns(waited), Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_run_time(&self, ran: Duration) {
+        self.run_ns.store(duration_ns(ran), Ordering::Relaxed);
+    }
+
+    pub(crate) fn stop_was_observed(&self) -> bool {
+        self.stop_observed.load(Ordering::Relaxed) && self.stop_requested.load(Ordering::Relaxed)
+    }
+
+    /// Publishes the outcome of a run (state must be RUNNING, owned by the caller). Returns
+    /// whether anyone had registered (and so was woken or had callbacks run).
+    pub(crate) fn complete(self: &Arc<Self>, outcome: Outcome<T>) -> bool {
+        let to = match outcome {
+            Outcome::Value(_) => FINISHED,
+            Outcome::Panicked(_) => FAILED,
+            Outcome::Broken(_) => CANCELLED_BROKEN,
+        };
+        let _ = self.outcome.set(outcome);
+        match self.transition(RUNNING, to) {
+            Ok(previous) => self.notify(previous),
+            Err(_) => false,
+        }
+    }
+
+    /// Ends a running task as cancelled because it honoured a stop request.
+    pub(crate) fn complete_stopped(self: &Arc<Self>) -> bool {
+        match self.transition(RUNNING, CANCELLED_STOP) {
+            Ok(previous) => self.notify(previous),
+            Err(_) => false,
+        }
+    }
+
+    /// Cancels a pending future for `reason`; true if this call cancelled it.
+    pub(crate) fn cancel_pending(self: &Arc<Self>, reason: CancelReason) -> bool {
+        match self.transition(PENDING, cancelled_state(reason)) {
+            Ok(previous) => {
+                self.notify(previous);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Fails a pending future because the pool broke; true if this call resolved it.
+    pub(crate) fn break_pending(self: &Arc<Self>, message: &str) -> bool {
+        // Claim it first, so that the message is in place before the state says "done".
+        if self.transition(PENDING, RUNNING).is_err() {
+            return false;
+        }
+        self.complete(Outcome::Broken(message.to_owned()));
+        true
+    }
+
+    /// Wakes whoever registered, if anyone did (`previous` is the raw state before the change).
+    fn notify(self: &Arc<Self>, previous: u8) -> bool {
+        if previous & HAS_WAITERS == 0 {
+            return false;
+        }
+        let (callbacks, wakers, watchers) = {
+            let mut waiters = lock(&self.waiters);
+            (
+                std::mem::take(&mut waiters.callbacks),
+                std::mem::take(&mut waiters.wakers),
+                std::mem::take(&mut waiters.watchers),
+            )
+        };
+        // Notify after unlocking, so a woken waiter does not block on the lock we hold. No
+        // wake-up is lost: a waiter checks the state and starts waiting under the lock, and the
+        // state changed before we took it.
+        self.condvar.notify_all();
+        for (watch, index) in watchers {
+            watch.notify(index);
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+        let future = TaskFuture {
+            shared: Arc::clone(self),
+        };
+        for callback in callbacks {
+            future.run_callback(callback);
+        }
+        true
+    }
+
+    /// Locks the waiter list and sets `HAS_WAITERS`; returns the guard and whether it is done.
+    fn register(&self) -> (std::sync::MutexGuard<'_, Waiters<T>>, bool) {
+        let guard = lock(&self.waiters);
+        let state = self.state.fetch_or(HAS_WAITERS, Ordering::AcqRel);
+        (guard, is_done(state))
+    }
+
+    fn wait_done(&self, timeout: Option<Duration>) -> bool {
+        if is_done(self.load()) {
+            return true;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let (mut guard, done) = self.register();
+        if done {
+            return true;
+        }
+        loop {
+            if is_done(self.load()) {
+                return true;
+            }
+            match deadline {
+                None => {
+                    guard = self
+                        .condvar
+                        .wait(guard)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    guard = self
+                        .condvar
+                        .wait_timeout(guard, deadline - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(UNSET - 1)
+}
+
+fn ns_duration(ns: u64) -> Option<Duration> {
+    (ns != UNSET).then(|| Duration::from_nanos(ns))
+}
+
+/// The handle to one submitted task, like Python's `concurrent.futures.Future`.
+///
+/// Cheap to clone: every clone shares one state. `Send + Sync`. Read the result any number of
+/// times with [`result`](Self::result); it also implements [`std::future::Future`] (for
+/// `T: Clone`), so async code can `.await` it — the output is `Result<T, ResultError>`, a clone of
+/// the stored value.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskhost_executor::Executor;
+///
+/// let pool = Executor::new(2).unwrap();
+/// let f = pool.submit(|| 6 * 7).unwrap();
+/// assert_eq!(*f.result(Some(Duration::from_secs(5))).unwrap(), 42);
+/// assert!(f.done() && !f.cancelled());
+/// ```
+pub struct TaskFuture<T> {
+    pub(crate) shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for TaskFuture<T> {
+    fn clone(&self) -> Self {
+        TaskFuture {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> fmt::Debug for TaskFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskFuture")
+            .field("id", &self.shared.id)
+            .field("name", &self.shared.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> TaskFuture<T> {
+    /// The task's id, unique within the process, as in the tracing field `task_id`.
+    ///
+    /// ```
+    /// # use taskhost_executor::Executor;
+    /// let pool = Executor::new(1).unwrap();
+    /// let (a, b) = (pool.submit(|| ()).unwrap(), pool.submit(|| ()).unwrap());
+    /// assert_ne!(a.id(), b.id());
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The task's name from [`TaskOptions::name`](crate::TaskOptions::name), if it has one.
+    ///
+    /// ```
+    /// # use taskhost_executor::{Executor, TaskOptions};
+    /// let pool = Executor::new(1).unwrap();
+    /// let f = pool.submit_with(TaskOptions::new().name("hash"), |_| ()).unwrap();
+    /// assert_eq!(f.name(), Some("hash"));
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.shared.name.as_deref()
+    }
+
+    /// The current state.
+    ///
+    /// ```
+    /// # use taskhost_executor::{Executor, FutureState};
+    /// let pool = Executor::new(1).unwrap();
+    /// let f = pool.submit(|| ()).unwrap();
+    /// f.result(None).unwrap();
+    /// assert_eq!(f.state(), FutureState::Finished);
+    /// ```
+    pub fn state(&self) -> FutureState {
+        match self.shared.load() {
+            PENDING => FutureState::Pending,
+            RUNNING => FutureState::Running,
+            FINISHED | FAILED => FutureState::Finished,
+            _ => FutureState::Cancelled,
+        }
+    }
+
+    /// Cancels the task if it has not started: returns true while pending (and again if already
+    /// cancelled), false once running or finished. Python's meaning; to stop a running task use
+    /// [`request_stop`](Self::request_stop). A cancelled future is done at once: waiters, `wait`
+    /// and `as_completed` see it immediately, and its done callbacks run in this thread.
+    ///
+    /// ```
+    /// # use taskhost_executor::Executor;
+    /// let pool = Executor::new(1).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let blocker = pool.submit(move || rx.recv().ok()).unwrap();
+    /// let queued = pool.submit(|| 1).unwrap();
+    /// assert!(queued.cancel() && queued.cancel() && queued.cancelled());
+    /// tx.send(()).unwrap();
+    /// blocker.result(None).unwrap();
+    /// assert!(!blocker.cancel());
+    /// ```
+    pub fn cancel(&self) -> bool {
+        // The pool counts the cancellation (and emits `task.cancelled`) when the item leaves
+        // the queue, so that a future need not hold a reference to its pool.
+        self.shared.cancel_pending(CancelReason::User) || self.cancelled()
+    }
+
+    /// Whether the future ended cancelled (for any [`CancelReason`]).
+    ///
+    /// ```
+    /// # use taskhost_executor::Executor;
+    /// let pool = Executor::new(1).unwrap();
+    /// let f = pool.submit(|| ()).unwrap();
+    /// f.result(None).unwrap();
+    /// assert!(!f.cancelled());
+    /// ```
+    pub fn cancelled(&self) -> bool {
+        self.shared.load() >= CANCELLED_USER
+    }
+
+    /// Why the future was cancelled, if it was.
+    ///
+    /// ```
+    /// # use taskhost_executor::{Executor, CancelReason};
+    /// let pool = Executor::new(1).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let _blocker = pool.submit(move || rx.recv().ok()).unwrap();
+    /// let f = pool.submit(|| ()).unwrap();
+    /// f.cancel();
+    /// assert_eq!(f.cancel_reason(), Some(CancelReason::User));
+    /// tx.send(()).unwrap();
+    /// ```
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        match self.shared.load() {
+            CANCELLED_USER => Some(CancelReason::User),
+            CANCELLED_SHUTDOWN => Some(CancelReason::Shutdown),
+            CANCELLED_BROKEN => Some(CancelReason::BrokenPool),
+            CANCELLED_STOP => Some(CancelReason::StopRequested),
+            _ => None,
+        }
+    }
+
+    /// Whether a worker is running the task now.
+    ///
+    /// ```
+    /// # use taskhost_executor::Executor;
+    /// let pool = Executor::new(1).unwrap();
+    /// let f = pool.submit(|| ()).unwrap();
+    /// f.result(None).unwrap();
+    /// assert!(!f.running());
+    /// ```
+    pub fn running(&self) -> bool {
+        self.shared.load() == RUNNING
+    }
+
+    /// Whether the future is finished or cancelled.
+    ///
+    /// ```
+    /// # use taskhost_executor::Executor;
+    /// let pool = Executor::new(1).unwrap();
+    /// let f = pool.submit(|| ()).unwrap();
+    /// f.result(None).unwrap();
+    /// assert!(f.done());
+    /// ```
+    pub fn done(&self) -> bool {
+        is_done(self.shared.load())
+    }
+
+    /// Blocks until the task is done or `timeout` passes (`None`: no limit), then returns a
+    /// reference to its value, or why there is none. A timeout leaves the future unchanged; the
+    /// result can be read any number of times.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskhost_executor::{Executor, ResultError};
+    ///
+    /// let pool = Executor::new(1).unwrap();
+    /// let slow = pool.submit(|| std::thread::sleep(Duration::from_millis(200))).unwrap();
+    /// assert_eq!(slow.result(Some(Duration::from_millis(1))), Err(ResultError::Timeout));
+    /// assert_eq!(slow.result(None), Ok(&()));
+    /// let boom = pool.submit(|| -> u8 { panic!("boom") }).unwrap();
+    /// assert_eq!(boom.result(None), Err(ResultError::Panicked("boom".into())));
+    /// ```
+    pub fn result(&self, timeout: Option<Duration>) -> Result<&T, ResultError> {
+        if !self.shared.wait_done(timeout) {
+            return Err(ResultError::Timeout);
+        }
+        match self.shared.load() {
+            FINISHED | FAILED | CANCELLED_BROKEN => match self.shared.outcome.get() {
+                Some(Outcome::Value(value)) => Ok(value),
+                Some(Outcome::Panicked(message)) => Err(ResultError::Panicked(message.clone())),
+                Some(Outcome::Broken(message)) => Err(ResultError::BrokenPool(message.clone())),
+                None => unreachable!("a finished future has an outcome"),
+            },
+            _ => Err(ResultError::Cancelled(
+                self.cancel_reason().unwrap_or(CancelReason::User),
+            )),
+        }
+    }
+
+    /// Like Python's `exception()`: blocks like [`result`](Self::result), then returns the task's
+    /// error (`None` if it returned normally). Errors with `Timeout` or `Cancelled`.
+    ///
+    /// ```
+    /// # use taskhost_executor::{Executor, TaskError};
+    /// let pool = Executor::new(1).unwrap();
+    /// let ok = pool.submit(|| 1).unwrap();
+    /// assert_eq!(ok.exception(None), Ok(None));
+    /// let bad = pool.submit(|| -> u8 { panic!("bad") }).unwrap();
+    /// assert_eq!(bad.exception(None), Ok(Some(TaskError::Panicked("bad".into()))));
+    /// ```
+    pub fn exception(&self, timeout: Option<Duration>) -> Result<Option<TaskError>, ResultError> {
+        match self.result(timeout) {
+            Ok(_) => Ok(None),
+            Err(ResultError::Panicked(message)) => Ok(Some(TaskError::Panicked(message))),
+            Err(ResultError::BrokenPool(message)) => Ok(Some(TaskError::BrokenPool(message))),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Adds a callback that runs once the future is done, in the thread that completes (or
+    /// cancels) it, or at once in this thread if it is already done. Callbacks run in the order
+    /// added; one that panics is logged (event `callback.panicked`) and the others still run.
+    ///
+    /// ```
+    /// use std::sync::mpsc::channel;
+    /// use taskhost_executor::Executor;
+    ///
+    /// let pool = Executor::new(1).unwrap();
+    /// let (tx, rx) = channel();
+    /// let f = pool.submit(|| 5).unwrap();
+    /// f.add_done_callback(move |f| tx.send(*f.result(None).unwrap()).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), 5);
+    /// ```
+    pub fn add_done_callback<C>(&self, callback: C)
+    where
+        C: FnOnce(&TaskFuture<T>) + Send + 'static,
+    {
+        let (mut guard, done) = self.shared.register();
+        if done {
+            drop(guard);
+            self.run_callback(Box::new(callback));
+        } else {
+            guard.callbacks.push(Box::new(callback));
+        }
+    }
+
+    fn run_callback(&self, callback: Callback<T>) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| callback(self))) {
+            let message = crate::executor::panic_message(panic.as_ref());
+            tracing::event!(
+                name: "callback.panicked",
+                target: "taskhost_executor",
+                tracing::Level::ERROR,
+                task_id = self.shared.id,
+                task = self.shared.name.as_deref(),
+                panic = %message,
+                "callback.panicked"
+            );
+        }
+    }
+
+    /// Asks the task to stop cooperatively: sets its [`CancellationToken`](crate::CancellationToken).
+    /// A task that then sees [`TaskContext::is_cancelled`](crate::TaskContext::is_cancelled)
+    /// return true and returns ends as cancelled with [`CancelReason::StopRequested`]; a task that
+    /// never looks finishes normally. Works on pending tasks too (they see it when they start).
+    /// Returns false if the future was already done.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskhost_executor::{CancelReason, Executor, ResultError, TaskOptions};
+    ///
+    /// let pool = Executor::new(1).unwrap();
+    /// let f = pool
+    ///     .submit_with(TaskOptions::new(), |ctx| {
+    ///         while !ctx.is_cancelled() {
+    ///             std::thread::sleep(Duration::from_millis(1));
+    ///         }
+    ///     })
+    ///     .unwrap();
+    /// assert!(f.request_stop());
+    /// assert_eq!(f.result(None), Err(ResultError::Cancelled(CancelReason::StopRequested)));
+    /// ```
+    pub fn request_stop(&self) -> bool {
+        self.shared.stop_requested.store(true, Ordering::Release);
+        !self.done()
+    }
+
+    /// Whether [`request_stop`](Self::request_stop) was called.
+    ///
+    /// ```
+    /// # use taskhost_executor::Executor;
+    /// let pool = Executor::new(1).unwrap();
+    /// let f = pool.submit(|| ()).unwrap();
+    /// f.request_stop();
+    /// assert!(f.stop_requested());
+    /// ```
+    pub fn stop_requested(&self) -> bool {
+        self.shared.stop_requested.load(Ordering::Acquire)
+    }
+
+    /// How long the task waited in the queue and how long it ran (each `None` until known).
+    ///
+    /// ```
+    /// # use taskhost_executor::Executor;
+    /// let pool = Executor::new(1).unwrap();
+    /// let f = pool.submit(|| std::thread::sleep(std::time::Duration::from_millis(5))).unwrap();
+    /// f.result(None).unwrap();
+    /// assert!(f.timings().run_time.unwrap() >= std::time::Duration::from_millis(5));
+    /// ```
+    pub fn timings(&self) -> TaskTimings {
+        TaskTimings {
+            queue_wait: ns_duration(self.shared.queue_wait_ns.load(Ordering::Relaxed)),
+            run_time: ns_duration(self.shared.run_ns.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Registers a multi-future watcher; false if the future is already done.
+    pub(crate) fn watch(&self, watch: &Arc<Watch>, index: usize) -> bool {
+        let (mut guard, done) = self.shared.register();
+        if !done {
+            guard.watchers.push((Arc::clone(watch), index));
+        }
+        !done
+    }
+
+    /// Removes a watcher registered with [`watch`](Self::watch).
+    pub(crate) fn unwatch(&self, watch: &Arc<Watch>) {
+        let mut guard = lock(&self.shared.waiters);
+        guard.watchers.retain(|(w, _)| !Arc::ptr_eq(w, watch));
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> std::future::Future for TaskFuture<T> {
+    type Output = Result<T, ResultError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if !self.done() {
+            let (mut guard, done) = self.shared.register();
+            if !done {
+                if !guard.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    guard.wakers.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(self.result(Some(Duration::ZERO)).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_states_are_the_terminal_ones() {
+        assert!(!is_done(PENDING) && !is_done(RUNNING));
+        for state in [
+            FINISHED,
+            FAILED,
+            CANCELLED_USER,
+            CANCELLED_SHUTDOWN,
+            CANCELLED_BROKEN,
+            CANCELLED_STOP,
+        ] {
+            assert!(is_done(state) && is_done(state | HAS_WAITERS));
+        }
+    }
+
+    #[test]
+    fn cancel_reasons_map_to_distinct_states() {
+        let states: std::collections::BTreeSet<_> = [
+            CancelReason::User,
+            CancelReason::Shutdown,
+            CancelReason::BrokenPool,
+            CancelReason::StopRequested,
+        ]
+        .into_iter()
+        .map(cancelled_state)
+        .collect();
+        assert_eq!(states.len(), 4);
+    }
+
+    #[test]
+    fn durations_round_trip_and_unset_is_none() {
+        assert_eq!(ns_duration(UNSET), None);
+        let d = Duration::from_micros(1234);
+        assert_eq!(ns_duration(duration_ns(d)), Some(d));
+    }
+}

@@ -1,0 +1,138 @@
+//! Why a plugin did not load.
+
+use std::path::PathBuf;
+
+/// Why a plugin (or a plugin folder) was not loaded.
+///
+/// Messages are short and name the path, what was expected and what was found; the long
+/// report abi_stable writes for a layout mismatch goes to `tracing::debug!` only.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A configured plugin folder does not exist.
+    #[error("plugin folder {} does not exist", dir.display())]
+    MissingFolder {
+        /// The folder.
+        dir: PathBuf,
+    },
+
+    /// A plugin folder could not be listed.
+    #[error("reading plugin folder {}: {source}", dir.display())]
+    ReadFolder {
+        /// The folder.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// The file is not a dynamic library the platform can load.
+    #[error("{}: expected a dynamic library, found a file the loader cannot open ({reason})", path.display())]
+    NotALibrary {
+        /// The file.
+        path: PathBuf,
+        /// The platform loader's message.
+        reason: String,
+    },
+
+    /// The library loads but does not export a taskhost plugin.
+    #[error("{}: expected a taskhost plugin, found a library without the `{symbol}` symbol (was it built with `taskhost_plugin_api::export_plugin!`?) or the `taskhost_plugin_descriptor` symbol of a C plugin", path.display())]
+    NoRootSymbol {
+        /// The library.
+        path: PathBuf,
+        /// The symbol of a Rust plugin (abi_stable's root module) that was looked for.
+        symbol: String,
+    },
+
+    /// The plugin was built against a version of `taskhost-plugin-api` this host cannot use.
+    #[error("{}: built against taskhost-plugin-api {found}, this host needs {expected} (rebuild the plugin against it)", path.display())]
+    IncompatibleVersion {
+        /// The library.
+        path: PathBuf,
+        /// The host's interface version.
+        expected: String,
+        /// The plugin's interface version.
+        found: String,
+    },
+
+    /// The plugin's root module does not have the layout the host expects, e.g. a plugin built
+    /// against an older revision of the interface, or with another abi_stable.
+    #[error("{}: its root module does not match taskhost-plugin-api {expected}: {summary} (rebuild the plugin against it)", path.display())]
+    IncompatibleLayout {
+        /// The library.
+        path: PathBuf,
+        /// The host's interface version.
+        expected: String,
+        /// The `Error:` lines of abi_stable's report, joined with `; `.
+        summary: String,
+    },
+
+    /// A C plugin's descriptor does not start with the magic number of `taskhost_plugin.h`.
+    #[error("{}: expected a taskhost C plugin descriptor from `{symbol}` starting with magic number {expected:#010x}, found {found:#010x} (was it built with taskhost_plugin.h?)", path.display())]
+    BadMagic {
+        /// The library.
+        path: PathBuf,
+        /// The descriptor symbol.
+        symbol: String,
+        /// `TH_PLUGIN_MAGIC`.
+        expected: u32,
+        /// What the descriptor holds instead.
+        found: u32,
+    },
+
+    /// A C plugin was built against a version of the C ABI (`taskhost_plugin.h`) this host
+    /// cannot use: another major version, or a newer minor version.
+    #[error("{}: built against taskhost C plugin ABI {found}, this host supports {expected} (the same major version, up to its minor version; rebuild the plugin against the host's taskhost_plugin.h)", path.display())]
+    IncompatibleCAbi {
+        /// The library.
+        path: PathBuf,
+        /// The host's C ABI version, `major.minor`.
+        expected: String,
+        /// The plugin's C ABI version, `major.minor`.
+        found: String,
+    },
+
+    /// The plugin's own initialisation or `describe` entry point failed.
+    #[error("{}: the plugin failed to start: {message}", path.display())]
+    PluginFailed {
+        /// The library.
+        path: PathBuf,
+        /// What the plugin reported.
+        message: String,
+    },
+
+    /// The plugin describes itself in a way the host cannot use (a bad name, duplicated tasks).
+    #[error("{}: {reason}", path.display())]
+    InvalidDescriptor {
+        /// The library.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Two libraries call themselves by the same plugin name.
+    #[error("{}: plugin name `{name}` is already taken by {}", path.display(), first.display())]
+    DuplicateName {
+        /// The plugin name.
+        name: String,
+        /// The library that was skipped.
+        path: PathBuf,
+        /// The library that was loaded first under that name.
+        first: PathBuf,
+    },
+
+    /// The same file was found twice (a folder listed twice, or a hard path alias).
+    #[error("{}: already loaded", path.display())]
+    AlreadyLoaded {
+        /// The library.
+        path: PathBuf,
+    },
+
+    /// Any other loading error, reduced to its first line.
+    #[error("{}: {message}", path.display())]
+    Other {
+        /// The library.
+        path: PathBuf,
+        /// The first line of the error.
+        message: String,
+    },
+}

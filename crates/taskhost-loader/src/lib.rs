@@ -1,0 +1,539 @@
+//! Discovers and loads compiled taskhost plugins, and runs their tasks.
+//!
+//! # Why a crate of its own
+//!
+//! The host binary and the benchmark harness both load plugins. Keeping the FFI boundary in one
+//! small crate means it is the only crate that touches dynamic libraries, so `taskhost` itself
+//! can `#![forbid(unsafe_code)]`. The abi_stable backend needs no `unsafe` of ours (abi_stable
+//! checks the layout of every plugin's root module before handing it out); the C-ABI backend
+//! — plugins in C, C++ or Zig that export the versioned descriptor of
+//! `taskhost-plugin-api/include/taskhost_plugin.h`, opened through libloading — does, and it
+//! is confined to one module, each item with its own `#[allow(unsafe_code)]` and each `unsafe`
+//! block with a `// SAFETY:` comment.
+//!
+//! # What it does
+//!
+//! - [`PluginSet::load`] lists each configured folder for platform library names
+//!   (`{DLL_PREFIX}name{DLL_SUFFIX}`: `libname.so`, `libname.dylib`, `name.dll`), in name
+//!   order, and tells the two kinds of plugin apart by the symbol they export: a Rust plugin's
+//!   abi_stable root module is opened with
+//!   `abi_stable::library::lib_header_from_path(..).init_root_module()` (never
+//!   `RootModule::load_from_file`, which caches one module per interface type and would hand
+//!   the first plugin back for every path); a C plugin's `taskhost_plugin_descriptor` is
+//!   checked for its magic number and ABI version and copied into Rust-owned data. Either way
+//!   the plugin describes itself and its tasks are indexed as `plugin/task`; from then on the
+//!   two kinds are indistinguishable.
+//! - A file that fails to load is reported as a short [`LoadError`] and skipped, unless
+//!   [`LoadOptions::strict`] is set. Libraries are never unloaded.
+//! - [`PluginTask::run`] calls the plugin with a [`RunContext`] (cancellation, progress, logs);
+//!   [`TracingContext`] is a ready one that forwards plugin logs to `tracing`.
+//!
+//! This crate knows nothing of pools, configuration files or JSONL.
+//!
+//! ```no_run
+//! use std::path::PathBuf;
+//! use taskhost_loader::{LoadOptions, PluginSet, TracingContext};
+//!
+//! let (plugins, skipped) =
+//!     PluginSet::load(&[PathBuf::from("target/plugins")], &LoadOptions::default())?;
+//! for error in &skipped {
+//!     eprintln!("skipped: {error}");
+//! }
+//! let task = plugins.task("primes/count").expect("the primes plugin is loaded");
+//! let output = task.run(br#"{"n": 100}"#, &TracingContext::new(&task));
+//! assert_eq!(output.unwrap(), br#"{"n":100,"count":25}"#);
+//! # Ok::<(), taskhost_loader::LoadError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod backend;
+mod c_abi;
+mod context;
+mod error;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use context::{RunContext, TracingContext};
+pub use error::LoadError;
+pub use taskhost_plugin_api::{FailureKind, LogLevel, WorkItem};
+
+use backend::Backend;
+
+/// How [`PluginSet::load`] treats a plugin that does not load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Stop at the first error instead of skipping the plugin (default: false).
+    pub strict: bool,
+}
+
+/// A task that did not produce an output: its kind and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct TaskFailure {
+    /// Why the task failed.
+    pub kind: FailureKind,
+    /// What the plugin (or the loader) said.
+    pub message: String,
+}
+
+/// Which ABI a plugin library speaks. Informational only: both kinds run the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PluginAbi {
+    /// A Rust plugin: the abi_stable root module of `taskhost_plugin_api::export_plugin!`.
+    AbiStable,
+    /// A plugin in C (or C++, Zig, ...) exporting the descriptor of `taskhost_plugin.h`.
+    C,
+}
+
+impl PluginAbi {
+    /// `"abi_stable"` or `"c"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginAbi::AbiStable => "abi_stable",
+            PluginAbi::C => "c",
+        }
+    }
+}
+
+impl fmt::Display for PluginAbi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One task type of a plugin, as the plugin describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// The task's name within its plugin (the `task` of `plugin/task`).
+    pub name: String,
+    /// A one-line description.
+    pub description: String,
+}
+
+struct PluginInner {
+    name: String,
+    version: String,
+    path: PathBuf,
+    metadata: String,
+    tasks: Vec<TaskInfo>,
+    full_names: Vec<String>,
+    backend: Backend,
+}
+
+/// A plugin library that loaded: its name, version, file, tasks and expand step.
+///
+/// Cheap to clone (an `Arc`), `Send + Sync`.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    inner: Arc<PluginInner>,
+}
+
+impl fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.inner.name)
+            .field("version", &self.inner.version)
+            .field("path", &self.inner.path)
+            .field("tasks", &self.inner.full_names)
+            .finish()
+    }
+}
+
+impl LoadedPlugin {
+    /// The plugin's name (the `plugin` of `plugin/task`).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The plugin's own version, as it reports it.
+    pub fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// The library file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Which ABI the library speaks (a Rust abi_stable plugin or a C plugin).
+    pub fn abi(&self) -> PluginAbi {
+        self.inner.backend.abi()
+    }
+
+    /// The JSON metadata the plugin attached (empty when none).
+    pub fn metadata(&self) -> &str {
+        &self.inner.metadata
+    }
+
+    /// The plugin's task types, in the order it declared them.
+    pub fn tasks(&self) -> &[TaskInfo] {
+        &self.inner.tasks
+    }
+
+    /// The plugin's tasks as runnable handles.
+    pub fn runnable_tasks(&self) -> impl Iterator<Item = PluginTask> + '_ {
+        (0..self.inner.tasks.len()).map(|index| PluginTask {
+            plugin: Arc::clone(&self.inner),
+            index,
+        })
+    }
+
+    /// Whether the plugin has an expand step.
+    pub fn can_expand(&self) -> bool {
+        self.inner.backend.can_expand()
+    }
+
+    /// Expands `job` with `params` (JSON) into work items, with a [`TracingContext`] that is
+    /// never cancelled.
+    pub fn expand(&self, job: &str, params: &[u8]) -> Result<Vec<WorkItem>, TaskFailure> {
+        let task = format!("{}/{job}", self.inner.name);
+        self.expand_with(
+            job,
+            params,
+            &TracingContext::with_names(&self.inner.name, &task),
+        )
+    }
+
+    /// Expands `job` with `params` (JSON) into work items, with the given context.
+    pub fn expand_with(
+        &self,
+        job: &str,
+        params: &[u8],
+        context: &dyn RunContext,
+    ) -> Result<Vec<WorkItem>, TaskFailure> {
+        let bytes = self.expand_raw(job, params, context)?;
+        serde_json::from_slice(&bytes).map_err(|e| TaskFailure {
+            kind: FailureKind::Failed,
+            message: format!(
+                "plugin `{}` returned work items that are not a JSON array of {{\"task\", \"input\"}}: {e}",
+                self.inner.name
+            ),
+        })
+    }
+
+    /// Expands `job` with `params` and returns the plugin's bytes unparsed (a JSON array of
+    /// work items by contract).
+    pub fn expand_raw(
+        &self,
+        job: &str,
+        params: &[u8],
+        context: &dyn RunContext,
+    ) -> Result<Vec<u8>, TaskFailure> {
+        self.inner
+            .backend
+            .expand(job, params, context)
+            .unwrap_or_else(|| {
+                Err(TaskFailure {
+                    kind: FailureKind::InvalidInput,
+                    message: format!("plugin `{}` does not expand jobs", self.inner.name),
+                })
+            })
+    }
+}
+
+/// A runnable task type: `plugin/task`. Cheap to clone (an `Arc` and an index), `Send + Sync`.
+#[derive(Clone)]
+pub struct PluginTask {
+    plugin: Arc<PluginInner>,
+    index: usize,
+}
+
+impl fmt::Debug for PluginTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PluginTask")
+            .field(&self.full_name())
+            .finish()
+    }
+}
+
+impl PluginTask {
+    /// `plugin/task`.
+    pub fn full_name(&self) -> &str {
+        &self.plugin.full_names[self.index]
+    }
+
+    /// The plugin's name.
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin.name
+    }
+
+    /// The task's name within the plugin.
+    pub fn task_name(&self) -> &str {
+        &self.plugin.tasks[self.index].name
+    }
+
+    /// The one-line description.
+    pub fn description(&self) -> &str {
+        &self.plugin.tasks[self.index].description
+    }
+
+    /// The library the task lives in.
+    pub fn plugin_path(&self) -> &Path {
+        &self.plugin.path
+    }
+
+    /// Runs the task on `input` (JSON by convention) in the calling thread.
+    ///
+    /// A panic inside the plugin comes back as a [`FailureKind::Panicked`] failure; it never
+    /// unwinds into the host.
+    pub fn run(&self, input: &[u8], context: &dyn RunContext) -> Result<Vec<u8>, TaskFailure> {
+        self.plugin
+            .backend
+            .run(self.index, self.task_name(), input, context)
+    }
+}
+
+/// Every plugin that loaded, indexed by task name. `Send + Sync`; share it behind an `Arc`.
+#[derive(Default)]
+pub struct PluginSet {
+    plugins: Vec<LoadedPlugin>,
+    tasks: HashMap<String, PluginTask>,
+}
+
+impl fmt::Debug for PluginSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginSet")
+            .field("plugins", &self.plugins)
+            .finish()
+    }
+}
+
+/// Whether `name` is usable as a plugin or task name.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+impl PluginSet {
+    /// Loads every plugin in `dirs`.
+    ///
+    /// Returns the set and the errors of the plugins (or folders) that were skipped. With
+    /// [`LoadOptions::strict`], the first such error is returned as `Err` instead.
+    pub fn load(
+        dirs: &[PathBuf],
+        options: &LoadOptions,
+    ) -> Result<(PluginSet, Vec<LoadError>), LoadError> {
+        let mut set = PluginSet::default();
+        let mut skipped = Vec::new();
+        let mut seen_files = HashSet::new();
+        let mut by_name: HashMap<String, PathBuf> = HashMap::new();
+        let skip = |error: LoadError, skipped: &mut Vec<LoadError>| {
+            if options.strict {
+                return Err(error);
+            }
+            tracing::warn!(target: "taskhost::loader", "skipping plugin: {error}");
+            skipped.push(error);
+            Ok(())
+        };
+        for dir in dirs {
+            let files = match library_files(dir) {
+                Ok(files) => files,
+                Err(error) => {
+                    skip(error, &mut skipped)?;
+                    continue;
+                }
+            };
+            for path in files {
+                let identity = path.canonicalize().unwrap_or_else(|_| path.clone());
+                if !seen_files.insert(identity) {
+                    skip(LoadError::AlreadyLoaded { path }, &mut skipped)?;
+                    continue;
+                }
+                let plugin = match load_one(&path) {
+                    Ok(plugin) => plugin,
+                    Err(error) => {
+                        skip(error, &mut skipped)?;
+                        continue;
+                    }
+                };
+                if let Some(first) = by_name.get(plugin.name()) {
+                    let error = LoadError::DuplicateName {
+                        name: plugin.name().to_owned(),
+                        path,
+                        first: first.clone(),
+                    };
+                    skip(error, &mut skipped)?;
+                    continue;
+                }
+                by_name.insert(plugin.name().to_owned(), path.clone());
+                tracing::info!(
+                    target: "taskhost::loader",
+                    plugin = plugin.name(),
+                    version = plugin.version(),
+                    path = %path.display(),
+                    abi = plugin.abi().as_str(),
+                    tasks = plugin.tasks().len(),
+                    "plugin.loaded"
+                );
+                for task in plugin.runnable_tasks() {
+                    set.tasks.insert(task.full_name().to_owned(), task);
+                }
+                set.plugins.push(plugin);
+            }
+        }
+        Ok((set, skipped))
+    }
+
+    /// The plugins that loaded, in load order (folder order, then file name order).
+    pub fn plugins(&self) -> &[LoadedPlugin] {
+        &self.plugins
+    }
+
+    /// The plugin called `name`.
+    pub fn plugin(&self, name: &str) -> Option<&LoadedPlugin> {
+        self.plugins.iter().find(|p| p.name() == name)
+    }
+
+    /// The task called `full_name` (`plugin/task`).
+    pub fn task(&self, full_name: &str) -> Option<PluginTask> {
+        self.tasks.get(full_name).cloned()
+    }
+
+    /// Every task of every plugin, in load order.
+    pub fn tasks(&self) -> impl Iterator<Item = PluginTask> + '_ {
+        self.plugins.iter().flat_map(LoadedPlugin::runnable_tasks)
+    }
+
+    /// The interface version (`taskhost-plugin-api`) plugins must have been built against.
+    pub fn interface_version() -> String {
+        backend::interface_version()
+    }
+
+    /// The C plugin ABI version (`taskhost_plugin.h`) this host speaks, `major.minor`: it
+    /// loads C plugins of the same major version and this minor version or an older one.
+    pub fn c_abi_version() -> String {
+        format!("{}.{}", c_abi::ABI_MAJOR, c_abi::ABI_MINOR)
+    }
+}
+
+/// The platform library files in `dir`, sorted by name.
+fn library_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LoadError::MissingFolder {
+                dir: dir.to_path_buf(),
+            })
+        }
+        Err(source) => {
+            return Err(LoadError::ReadFolder {
+                dir: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| LoadError::ReadFolder {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_library = name.starts_with(std::env::consts::DLL_PREFIX)
+            && name.ends_with(std::env::consts::DLL_SUFFIX)
+            && !name.starts_with('.');
+        if is_library && entry.path().is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Opens one library and reads its description.
+fn load_one(path: &Path) -> Result<LoadedPlugin, LoadError> {
+    let backend = Backend::open(path)?;
+    let descriptor = backend
+        .describe()
+        .map_err(|failure| LoadError::PluginFailed {
+            path: path.to_path_buf(),
+            message: failure.to_string(),
+        })?;
+    let invalid = |reason: String| LoadError::InvalidDescriptor {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let name = descriptor.name;
+    if !valid_name(&name) {
+        return Err(invalid(format!(
+            "expected a plugin name of letters, digits, `_`, `-` or `.`, found `{name}`"
+        )));
+    }
+    let mut tasks = Vec::new();
+    let mut names = HashSet::new();
+    for task in descriptor.tasks {
+        if !valid_name(&task.name) {
+            return Err(invalid(format!(
+                "plugin `{name}`: expected a task name of letters, digits, `_`, `-` or `.`, found `{}`",
+                task.name
+            )));
+        }
+        if !names.insert(task.name.clone()) {
+            return Err(invalid(format!(
+                "plugin `{name}` declares task `{}` twice",
+                task.name
+            )));
+        }
+        tasks.push(task);
+    }
+    let full_names = tasks.iter().map(|t| format!("{name}/{}", t.name)).collect();
+    Ok(LoadedPlugin {
+        inner: Arc::new(PluginInner {
+            name,
+            version: descriptor.version,
+            path: path.to_path_buf(),
+            metadata: descriptor.metadata,
+            tasks,
+            full_names,
+            backend,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        assert_send_sync::<PluginSet>();
+        assert_send_sync::<LoadedPlugin>();
+        assert_send_sync::<PluginTask>();
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("checksum"));
+        assert!(valid_name("my-plugin_2.0"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name("with space"));
+    }
+
+    #[test]
+    fn missing_folder_is_reported_and_skipped() {
+        let dir = PathBuf::from("/definitely/not/here");
+        let (set, skipped) =
+            PluginSet::load(std::slice::from_ref(&dir), &LoadOptions::default()).unwrap();
+        assert!(set.plugins().is_empty());
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(
+            skipped[0].to_string(),
+            "plugin folder /definitely/not/here does not exist"
+        );
+        let strict = PluginSet::load(&[dir], &LoadOptions { strict: true }).unwrap_err();
+        assert!(
+            matches!(strict, LoadError::MissingFolder { .. }),
+            "{strict:?}"
+        );
+    }
+}

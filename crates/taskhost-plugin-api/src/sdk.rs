@@ -1,0 +1,682 @@
+//! The SDK for plugin authors: [`Plugin`], [`TaskContext`], [`TaskError`] and the glue that
+//! [`export_plugin!`](crate::export_plugin) uses to turn them into the root module.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RNone, ROption, RResult, RSlice, RSome, RStr, RVec};
+
+use crate::abi::{
+    HostContext, HostContextRef, HostContext_TO, LogLevel, PluginDescriptor, RawFailure,
+    TaskDescriptor,
+};
+
+/// Why a task did not produce an output.
+///
+/// The same kinds are used by the host to report outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The task ran and reported an error.
+    Failed,
+    /// The task panicked; the panic was caught inside the plugin.
+    Panicked,
+    /// The task stopped because the host asked it to.
+    Cancelled,
+    /// The input could not be understood (bad JSON, missing field, unknown task).
+    InvalidInput,
+}
+
+impl FailureKind {
+    /// The code that carries this kind across the ABI.
+    ///
+    /// ```
+    /// use taskhost_plugin_api::FailureKind;
+    /// assert_eq!(FailureKind::from_code(FailureKind::Panicked.code()), FailureKind::Panicked);
+    /// ```
+    pub fn code(self) -> u8 {
+        match self {
+            FailureKind::Failed => 1,
+            FailureKind::Panicked => 2,
+            FailureKind::Cancelled => 3,
+            FailureKind::InvalidInput => 4,
+        }
+    }
+
+    /// The kind for an ABI code; a code this version does not know reads as `Failed`.
+    ///
+    /// ```
+    /// use taskhost_plugin_api::FailureKind;
+    /// assert_eq!(FailureKind::from_code(200), FailureKind::Failed);
+    /// ```
+    pub fn from_code(code: u8) -> FailureKind {
+        match code {
+            2 => FailureKind::Panicked,
+            3 => FailureKind::Cancelled,
+            4 => FailureKind::InvalidInput,
+            _ => FailureKind::Failed,
+        }
+    }
+
+    /// The kind's name as outcome records spell it: `failed`, `panicked`, `cancelled`,
+    /// `invalid_input`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Failed => "failed",
+            FailureKind::Panicked => "panicked",
+            FailureKind::Cancelled => "cancelled",
+            FailureKind::InvalidInput => "invalid_input",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error a task function returns: a [`FailureKind`] and a message.
+///
+/// `?` works on I/O errors (they become `failed`) and on strings.
+///
+/// ```
+/// use taskhost_plugin_api::{FailureKind, TaskError};
+/// let error = TaskError::invalid_input("`n` must be positive");
+/// assert_eq!(error.kind(), FailureKind::InvalidInput);
+/// assert_eq!(error.message(), "`n` must be positive");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    kind: FailureKind,
+    message: String,
+}
+
+impl TaskError {
+    /// A failure of the given kind.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> TaskError {
+        TaskError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The task ran and failed.
+    pub fn failed(message: impl Into<String>) -> TaskError {
+        TaskError::new(FailureKind::Failed, message)
+    }
+
+    /// The input was not acceptable.
+    pub fn invalid_input(message: impl Into<String>) -> TaskError {
+        TaskError::new(FailureKind::InvalidInput, message)
+    }
+
+    /// The task stopped because the host asked it to.
+    pub fn cancelled() -> TaskError {
+        TaskError::new(FailureKind::Cancelled, "cancelled by the host")
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn into_raw(self) -> RawFailure {
+        RawFailure {
+            kind: self.kind.code(),
+            message: self.message.into(),
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+impl From<std::io::Error> for TaskError {
+    fn from(error: std::io::Error) -> TaskError {
+        TaskError::failed(error.to_string())
+    }
+}
+
+impl From<String> for TaskError {
+    fn from(message: String) -> TaskError {
+        TaskError::failed(message)
+    }
+}
+
+impl From<&str> for TaskError {
+    fn from(message: &str) -> TaskError {
+        TaskError::failed(message)
+    }
+}
+
+/// What a running task sees of the host: cancellation, progress and logging.
+///
+/// Log through [`TaskContext::info`] and friends, not through `tracing` or `log` in the plugin:
+/// those would write to the plugin's own, unconfigured copy of their globals.
+pub struct TaskContext<'a> {
+    host: HostContextRef<'a>,
+}
+
+impl fmt::Debug for TaskContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not `is_cancelled()`: asking the host can have effects (an executor counts a seen stop
+        // request as observed).
+        f.debug_struct("TaskContext").finish_non_exhaustive()
+    }
+}
+
+impl<'a> TaskContext<'a> {
+    /// Wraps the host's context. Used by the generated entry points and by tests that drive a
+    /// task function without a host.
+    pub fn new(host: HostContextRef<'a>) -> TaskContext<'a> {
+        TaskContext { host }
+    }
+
+    /// Whether the host asked this task to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.host.is_cancelled()
+    }
+
+    /// `Err(TaskError::cancelled())` once the host asked this task to stop: `ctx.check_cancelled()?`
+    /// in a loop is the usual way to honour cancellation.
+    pub fn check_cancelled(&self) -> Result<(), TaskError> {
+        if self.is_cancelled() {
+            Err(TaskError::cancelled())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Reports progress: `done` units of `total` (when known).
+    pub fn progress(&self, done: u64, total: Option<u64>) {
+        let total = match total {
+            Some(total) => RSome(total),
+            None => RNone,
+        };
+        self.host.progress(done, total);
+    }
+
+    /// Sends a log record to the host's subscriber, tagged with the plugin and task names.
+    pub fn log(&self, level: LogLevel, message: impl AsRef<str>) {
+        self.host.log(level, RStr::from_str(message.as_ref()));
+    }
+
+    /// Logs at error level.
+    pub fn error(&self, message: impl AsRef<str>) {
+        self.log(LogLevel::Error, message);
+    }
+
+    /// Logs at warn level.
+    pub fn warn(&self, message: impl AsRef<str>) {
+        self.log(LogLevel::Warn, message);
+    }
+
+    /// Logs at info level.
+    pub fn info(&self, message: impl AsRef<str>) {
+        self.log(LogLevel::Info, message);
+    }
+
+    /// Logs at debug level.
+    pub fn debug(&self, message: impl AsRef<str>) {
+        self.log(LogLevel::Debug, message);
+    }
+
+    /// Logs at trace level.
+    pub fn trace(&self, message: impl AsRef<str>) {
+        self.log(LogLevel::Trace, message);
+    }
+}
+
+type RawTaskFn = dyn Fn(&[u8], &TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync;
+type RawExpandFn =
+    dyn Fn(&str, &[u8], &TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync;
+
+struct TaskEntry {
+    description: String,
+    run: Box<RawTaskFn>,
+}
+
+/// A plugin under construction: its name, version, task types and optional expand step.
+///
+/// Build one in a function and hand that function to [`export_plugin!`](crate::export_plugin).
+/// Task names must be unique within the plugin and must not contain `/`.
+///
+/// ```
+/// use taskhost_plugin_api::{Plugin, TaskContext, TaskError};
+///
+/// fn shout(input: String, _ctx: &TaskContext<'_>) -> Result<String, TaskError> {
+///     Ok(input.to_uppercase())
+/// }
+///
+/// let plugin = Plugin::new("demo", "0.1.0").task("shout", "upper-cases a string", shout);
+/// assert_eq!(plugin.task_names().collect::<Vec<_>>(), ["shout"]);
+/// ```
+pub struct Plugin {
+    name: String,
+    version: String,
+    metadata: String,
+    tasks: BTreeMap<String, TaskEntry>,
+    order: Vec<String>,
+    expand: Option<Box<RawExpandFn>>,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("tasks", &self.order)
+            .field("can_expand", &self.expand.is_some())
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// A plugin with no task types yet. `name` is the `plugin` part of `plugin/task`;
+    /// `version` is usually `env!("CARGO_PKG_VERSION")`.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Plugin {
+        Plugin {
+            name: name.into(),
+            version: version.into(),
+            metadata: String::new(),
+            tasks: BTreeMap::new(),
+            order: Vec::new(),
+            expand: None,
+        }
+    }
+
+    /// Attaches a JSON object of metadata for the host (empty by default).
+    pub fn metadata(mut self, json: impl Into<String>) -> Plugin {
+        self.metadata = json.into();
+        self
+    }
+
+    /// Adds a task type over raw bytes: the input as the host sent it, the output as the host
+    /// will record it (JSON by convention).
+    ///
+    /// # Panics
+    ///
+    /// If the name is empty, contains `/`, or is already taken.
+    pub fn raw_task<F>(mut self, name: &str, description: &str, run: F) -> Plugin
+    where
+        F: Fn(&[u8], &TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync + 'static,
+    {
+        assert!(
+            !name.is_empty() && !name.contains('/'),
+            "task name `{name}` must be non-empty and contain no `/`"
+        );
+        assert!(
+            !self.tasks.contains_key(name),
+            "task `{name}` is defined twice"
+        );
+        self.order.push(name.to_owned());
+        self.tasks.insert(
+            name.to_owned(),
+            TaskEntry {
+                description: description.to_owned(),
+                run: Box::new(run),
+            },
+        );
+        self
+    }
+
+    /// Adds a typed task type: the input is parsed from JSON into `I` (a parse error is an
+    /// `invalid_input` failure) and the output `O` is written back as JSON.
+    ///
+    /// # Panics
+    ///
+    /// If the name is empty, contains `/`, or is already taken.
+    #[cfg(feature = "json")]
+    pub fn task<I, O, F>(self, name: &str, description: &str, run: F) -> Plugin
+    where
+        I: serde::de::DeserializeOwned,
+        O: serde::Serialize,
+        F: Fn(I, &TaskContext<'_>) -> Result<O, TaskError> + Send + Sync + 'static,
+    {
+        self.raw_task(name, description, move |input, ctx| {
+            let input: I = serde_json::from_slice(input)
+                .map_err(|e| TaskError::invalid_input(format!("input: {e}")))?;
+            let output = run(input, ctx)?;
+            serde_json::to_vec(&output)
+                .map_err(|e| TaskError::failed(format!("serializing the output: {e}")))
+        })
+    }
+
+    /// Sets the expand step over raw bytes: job name and parameters in, a JSON array of work
+    /// items (see [`WorkItem`]) out.
+    pub fn raw_expand<F>(mut self, expand: F) -> Plugin
+    where
+        F: Fn(&str, &[u8], &TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync + 'static,
+    {
+        self.expand = Some(Box::new(expand));
+        self
+    }
+
+    /// Sets a typed expand step: the parameters are parsed from JSON into `P` and the returned
+    /// work items are written as a JSON array.
+    #[cfg(feature = "json")]
+    pub fn expand<P, F>(self, expand: F) -> Plugin
+    where
+        P: serde::de::DeserializeOwned,
+        F: Fn(&str, P, &TaskContext<'_>) -> Result<Vec<WorkItem>, TaskError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.raw_expand(move |job, params, ctx| {
+            let params: P = serde_json::from_slice(params)
+                .map_err(|e| TaskError::invalid_input(format!("parameters of `{job}`: {e}")))?;
+            let items = expand(job, params, ctx)?;
+            serde_json::to_vec(&items)
+                .map_err(|e| TaskError::failed(format!("serializing work items: {e}")))
+        })
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The task names, in the order they were added.
+    pub fn task_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.order.iter().map(String::as_str)
+    }
+
+    /// Whether the plugin has an expand step.
+    pub fn can_expand(&self) -> bool {
+        self.expand.is_some()
+    }
+
+    /// Runs a task directly, without the ABI (for the plugin's own tests and benchmarks).
+    /// Panics are not caught here.
+    pub fn run(
+        &self,
+        task: &str,
+        input: &[u8],
+        ctx: &TaskContext<'_>,
+    ) -> Result<Vec<u8>, TaskError> {
+        match self.tasks.get(task) {
+            Some(entry) => (entry.run)(input, ctx),
+            None => Err(TaskError::invalid_input(format!(
+                "plugin `{}` has no task `{task}` (it has: {})",
+                self.name,
+                self.order.join(", ")
+            ))),
+        }
+    }
+
+    /// Runs a task directly with a context that is never cancelled and prints log records to
+    /// stderr: for a plugin's own unit tests. Panics are not caught here.
+    ///
+    /// ```
+    /// use taskhost_plugin_api::{Plugin, TaskContext, TaskError};
+    ///
+    /// fn double(n: u64, _ctx: &TaskContext<'_>) -> Result<u64, TaskError> {
+    ///     Ok(n * 2)
+    /// }
+    ///
+    /// let plugin = Plugin::new("math", "0.1.0").task("double", "doubles a number", double);
+    /// assert_eq!(plugin.run_detached("double", b"21").unwrap(), b"42");
+    /// ```
+    pub fn run_detached(&self, task: &str, input: &[u8]) -> Result<Vec<u8>, TaskError> {
+        let host: HostContextRef<'_> = HostContext_TO::from_ptr(&DetachedHost, TD_Opaque);
+        self.run(task, input, &TaskContext::new(host))
+    }
+
+    /// Runs the expand step directly, like [`Plugin::run_detached`]; an `invalid_input` failure
+    /// when the plugin has none.
+    pub fn expand_detached(&self, job: &str, params: &[u8]) -> Result<Vec<u8>, TaskError> {
+        let host: HostContextRef<'_> = HostContext_TO::from_ptr(&DetachedHost, TD_Opaque);
+        self.expand_with(job, params, &TaskContext::new(host))
+    }
+
+    fn expand_with(
+        &self,
+        job: &str,
+        params: &[u8],
+        ctx: &TaskContext<'_>,
+    ) -> Result<Vec<u8>, TaskError> {
+        match &self.expand {
+            Some(expand) => expand(job, params, ctx),
+            None => Err(TaskError::invalid_input(format!(
+                "plugin `{}` does not expand jobs",
+                self.name
+            ))),
+        }
+    }
+
+    fn descriptor(&self) -> PluginDescriptor {
+        PluginDescriptor {
+            name: self.name.as_str().into(),
+            version: self.version.as_str().into(),
+            tasks: self
+                .order
+                .iter()
+                .map(|name| TaskDescriptor {
+                    name: name.as_str().into(),
+                    description: self.tasks[name].description.as_str().into(),
+                })
+                .collect(),
+            metadata: self.metadata.as_str().into(),
+        }
+    }
+}
+
+/// One work item produced by an expand step: serialized as
+/// `{"id": ..., "task": "plugin/task", "input": ...}` (`id` left out when `None`).
+#[cfg(feature = "json")]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkItem {
+    /// An optional identifier for the outcome record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The full task name, `plugin/task`.
+    pub task: String,
+    /// The task's input.
+    pub input: serde_json::Value,
+}
+
+/// The host of [`Plugin::run_detached`]: never cancelled, logs to stderr.
+struct DetachedHost;
+
+impl HostContext for DetachedHost {
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+
+    fn progress(&self, _done: u64, _total: ROption<u64>) {}
+
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        eprintln!("[{}] {message}", level.as_str());
+    }
+}
+
+/// The message of a caught panic payload.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Runs `body`, turning a panic into a `panicked` failure so that it never unwinds into the
+/// host (abi_stable ends the process when a panic reaches one of its `extern "C"` shims).
+fn guarded<T>(body: impl FnOnce() -> Result<T, TaskError>) -> RResult<T, RawFailure> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => RResult::ROk(value),
+        Ok(Err(error)) => RResult::RErr(error.into_raw()),
+        Err(payload) => RResult::RErr(
+            TaskError::new(FailureKind::Panicked, panic_message(payload.as_ref())).into_raw(),
+        ),
+    }
+}
+
+/// The glue behind `export_plugin!`. Not a stable API: only the macro calls it.
+#[doc(hidden)]
+pub mod __private {
+    use std::sync::OnceLock;
+
+    pub use abi_stable;
+
+    use super::*;
+    use crate::abi::{PluginModule, PluginModuleRef};
+    use abi_stable::prefix_type::PrefixTypeTrait;
+
+    /// Builds the plugin once; a panic in the constructor is reported by every entry point.
+    pub fn plugin(
+        cell: &'static OnceLock<Result<Plugin, String>>,
+        constructor: fn() -> Plugin,
+    ) -> Result<&'static Plugin, TaskError> {
+        let built = cell.get_or_init(|| {
+            catch_unwind(constructor).map_err(|payload| panic_message(payload.as_ref()))
+        });
+        built.as_ref().map_err(|message| {
+            TaskError::new(
+                FailureKind::Panicked,
+                format!("building the plugin: {message}"),
+            )
+        })
+    }
+
+    /// `PluginModule::describe`.
+    pub fn describe(
+        plugin: impl FnOnce() -> Result<&'static Plugin, TaskError>,
+    ) -> RResult<PluginDescriptor, RawFailure> {
+        guarded(|| Ok(plugin()?.descriptor()))
+    }
+
+    /// `PluginModule::run_task`.
+    pub fn run_task(
+        plugin: impl FnOnce() -> Result<&'static Plugin, TaskError>,
+        task: RStr<'_>,
+        input: RSlice<'_, u8>,
+        context: HostContextRef<'_>,
+    ) -> RResult<RVec<u8>, RawFailure> {
+        guarded(|| {
+            let ctx = TaskContext::new(context);
+            plugin()?
+                .run(task.as_str(), input.as_slice(), &ctx)
+                .map(RVec::from)
+        })
+    }
+
+    /// `PluginModule::expand`.
+    pub fn expand(
+        plugin: impl FnOnce() -> Result<&'static Plugin, TaskError>,
+        job: RStr<'_>,
+        params: RSlice<'_, u8>,
+        context: HostContextRef<'_>,
+    ) -> RResult<RVec<u8>, RawFailure> {
+        guarded(|| {
+            let ctx = TaskContext::new(context);
+            plugin()?
+                .expand_with(job.as_str(), params.as_slice(), &ctx)
+                .map(RVec::from)
+        })
+    }
+
+    /// The root module, given the three entry points; `expand` is left out when the plugin
+    /// has no expand step.
+    pub fn root_module(
+        can_expand: bool,
+        describe: extern "C" fn() -> RResult<PluginDescriptor, RawFailure>,
+        run_task: extern "C" fn(
+            RStr<'_>,
+            RSlice<'_, u8>,
+            HostContextRef<'_>,
+        ) -> RResult<RVec<u8>, RawFailure>,
+        expand: extern "C" fn(
+            RStr<'_>,
+            RSlice<'_, u8>,
+            HostContextRef<'_>,
+        ) -> RResult<RVec<u8>, RawFailure>,
+    ) -> PluginModuleRef {
+        PluginModule {
+            describe,
+            run_task,
+            expand: can_expand.then_some(expand),
+        }
+        .leak_into_prefix()
+    }
+
+    /// Whether the plugin built by `plugin` has an expand step (false when building it failed).
+    pub fn can_expand(plugin: impl FnOnce() -> Result<&'static Plugin, TaskError>) -> bool {
+        plugin().map(Plugin::can_expand).unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guarded_turns_a_panic_into_a_panicked_failure() {
+        let result: RResult<(), RawFailure> = guarded(|| panic!("boom {}", 7));
+        let failure = result.unwrap_err();
+        assert_eq!(FailureKind::from_code(failure.kind), FailureKind::Panicked);
+        assert_eq!(failure.message.as_str(), "boom 7");
+        let result: RResult<(), RawFailure> = guarded(|| std::panic::panic_any(42_u8));
+        assert_eq!(
+            result.unwrap_err().message.as_str(),
+            "panic with a non-string payload"
+        );
+    }
+
+    #[test]
+    fn guarded_passes_errors_and_values_through() {
+        let ok: RResult<u8, RawFailure> = guarded(|| Ok(3));
+        assert_eq!(ok.unwrap(), 3);
+        let err: RResult<u8, RawFailure> = guarded(|| Err(TaskError::cancelled()));
+        let failure = err.unwrap_err();
+        assert_eq!(FailureKind::from_code(failure.kind), FailureKind::Cancelled);
+    }
+
+    #[test]
+    fn unknown_tasks_are_invalid_input_naming_the_known_ones() {
+        let plugin = Plugin::new("p", "1")
+            .raw_task("a", "", |i, _| Ok(i.to_vec()))
+            .raw_task("b", "", |i, _| Ok(i.to_vec()));
+        let error = plugin.run_detached("c", b"").unwrap_err();
+        assert_eq!(error.kind(), FailureKind::InvalidInput);
+        assert_eq!(error.message(), "plugin `p` has no task `c` (it has: a, b)");
+    }
+
+    #[test]
+    #[should_panic(expected = "task `a` is defined twice")]
+    fn a_task_name_cannot_be_used_twice() {
+        let _ = Plugin::new("p", "1")
+            .raw_task("a", "", |i, _| Ok(i.to_vec()))
+            .raw_task("a", "", |i, _| Ok(i.to_vec()));
+    }
+
+    #[test]
+    fn the_descriptor_lists_tasks_in_declaration_order() {
+        let plugin = Plugin::new("p", "1.2.3")
+            .raw_task("z", "last letter", |i, _| Ok(i.to_vec()))
+            .raw_task("a", "first letter", |i, _| Ok(i.to_vec()));
+        let descriptor = plugin.descriptor();
+        assert_eq!(descriptor.version.as_str(), "1.2.3");
+        let tasks: Vec<_> = descriptor
+            .tasks
+            .iter()
+            .map(|t| (t.name.as_str(), t.description.as_str()))
+            .collect();
+        assert_eq!(tasks, [("z", "last letter"), ("a", "first letter")]);
+    }
+}

@@ -1,0 +1,515 @@
+//! The commands: each turns parsed arguments and settings into calls on the other modules.
+//!
+//! Exit codes: 0 every item ok; 1 some item did not succeed (or the run failed part-way);
+//! 2 usage or configuration error; 130 interrupted.
+
+use std::fs::File;
+use std::io::{self, BufReader, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde_json::value::RawValue;
+use taskhost_loader::{LoadOptions, PluginSet};
+
+use crate::cli::{Cli, Command, ConfigCommand, LogFormatArg, RunArgs};
+use crate::config::settings::{self, JobSettings, LogFormat, Settings};
+use crate::dispatch::{self, Catalog, Pools, RunOptions};
+use crate::routing::Router;
+use crate::signals::{Interrupts, INTERRUPTED_EXIT};
+use crate::sink::{JsonlSink, OutcomeSink};
+use crate::source::{ItemsSource, JsonlSource, WorkItem, WorkSource};
+use crate::telemetry::{self, SharedBar};
+
+/// Exit status: every item succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: some item did not succeed, or the run failed part-way.
+pub const EXIT_NOT_ALL_OK: u8 = 1;
+/// Exit status: usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// An error and the exit status it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+trait OrExit<T> {
+    fn or_exit(self, code: u8) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<anyhow::Error>> OrExit<T> for Result<T, E> {
+    fn or_exit(self, code: u8) -> Result<T, Failure> {
+        self.map_err(|error| Failure {
+            code,
+            error: error.into(),
+        })
+    }
+}
+
+/// Parses the command line, runs the command and returns the exit status.
+pub fn run_cli() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_OK
+            });
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("taskhost: error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// The config file: `--config`, else `TASKHOST_CONFIG`.
+fn config_path(cli: &Cli) -> Option<PathBuf> {
+    cli.global
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("TASKHOST_CONFIG").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
+}
+
+fn load_settings(file: Option<&Path>) -> Result<(Settings, Vec<String>), Failure> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let loaded = crate::config::load(file, &env).or_exit(EXIT_USAGE)?;
+    Ok((loaded.settings, loaded.sources))
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<u8, Failure> {
+    let file = config_path(&cli);
+    match &cli.command {
+        Command::Config(ConfigCommand::Show) => {
+            let (settings, sources) = load_settings(file.as_deref())?;
+            let text = toml::to_string(&settings::to_raw(&settings))
+                .context("printing the configuration as TOML")
+                .or_exit(EXIT_NOT_ALL_OK)?;
+            println!(
+                "# The effective configuration, from: {}\n",
+                sources.join(", then ")
+            );
+            print!("{text}");
+            Ok(EXIT_OK)
+        }
+        Command::Config(ConfigCommand::Check { file: checked }) => {
+            let Some(checked) = checked.clone().or(file) else {
+                return Err(Failure {
+                    code: EXIT_USAGE,
+                    error: anyhow::anyhow!(
+                        "expected a file to check (`taskhost config check FILE` or --config FILE)"
+                    ),
+                });
+            };
+            let (settings, _) = load_settings(Some(&checked))?;
+            // Routes that match no loaded task are probably typos: warn, do not fail.
+            if let Ok((plugins, _)) =
+                PluginSet::load(&settings.plugins.dirs, &LoadOptions { strict: false })
+            {
+                let names: Vec<String> =
+                    plugins.tasks().map(|t| t.full_name().to_owned()).collect();
+                if !names.is_empty() {
+                    for route in Router::new(settings.routes.clone()).unused(&names) {
+                        eprintln!(
+                            "taskhost: warning: {}: route `{}` matches no loaded task",
+                            checked.display(),
+                            route.task
+                        );
+                    }
+                }
+            }
+            println!(
+                "{}: ok ({} pools, {} routes, {} jobs)",
+                checked.display(),
+                settings.pools.len(),
+                settings.routes.len(),
+                settings.jobs.len()
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Plugins => {
+            let (settings, _) = load_settings(file.as_deref())?;
+            let _guard = init_telemetry(&cli, &settings, &SharedBar::default())?;
+            let host = Host::load(&settings)?;
+            print_plugins(&host);
+            Ok(EXIT_OK)
+        }
+        Command::Run(args) => {
+            let (settings, _) = load_settings(file.as_deref())?;
+            let bar = SharedBar::default();
+            let _guard = init_telemetry(&cli, &settings, &bar)?;
+            let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
+            let host = Host::load(&settings)?;
+            let progress = !cli.global.no_progress;
+            let source = open_source(args, &settings, &host, progress)?;
+            let sink = open_sink(&args.output)?;
+            execute(
+                &cli,
+                &settings,
+                host,
+                source,
+                sink,
+                args.ordered,
+                &interrupts,
+                &bar,
+            )
+        }
+        Command::Demo(args) => {
+            let (settings, _) = load_settings(file.as_deref())?;
+            let bar = SharedBar::default();
+            let _guard = init_telemetry(&cli, &settings, &bar)?;
+            let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
+            let host = Host::load(&settings)?;
+            if host.plugins.plugins().is_empty() {
+                return Err(Failure {
+                    code: EXIT_USAGE,
+                    error: anyhow::anyhow!(
+                        "no plugins found in {}: build them first with `cargo xtask build-plugins` \
+                         (or run `cargo xtask demo`)",
+                        display_dirs(&settings.plugins.dirs)
+                    ),
+                });
+            }
+            let items = job_items(&settings.jobs, &host)?;
+            eprintln!(
+                "taskhost demo: {} work items from {} jobs in the configuration, on pools {}",
+                items.len(),
+                settings.jobs.len(),
+                settings
+                    .pools
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let source: Box<dyn WorkSource> = Box::new(ItemsSource::new(items));
+            let sink: Box<dyn OutcomeSink> = match &args.output {
+                Some(output) => open_sink(output)?,
+                None => Box::new(JsonlSink::new(io::sink())),
+            };
+            execute(
+                &cli,
+                &settings,
+                host,
+                source,
+                sink,
+                false,
+                &interrupts,
+                &bar,
+            )
+        }
+    }
+}
+
+fn init_telemetry(
+    cli: &Cli,
+    settings: &Settings,
+    bar: &SharedBar,
+) -> Result<telemetry::TelemetryGuard, Failure> {
+    let format = match cli.global.log_format {
+        Some(LogFormatArg::Pretty) => LogFormat::Pretty,
+        Some(LogFormatArg::Compact) => LogFormat::Compact,
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        None => settings.logging.format,
+    };
+    telemetry::init(
+        format,
+        &settings.logging.filter,
+        cli.global.trace_chrome.as_deref(),
+        Arc::clone(bar),
+    )
+    .or_exit(EXIT_USAGE)
+}
+
+/// Plugins, pools and routes, ready to run.
+struct Host {
+    plugins: PluginSet,
+    pools: Pools,
+    catalog: Catalog,
+    router: Router,
+}
+
+impl Host {
+    fn load(settings: &Settings) -> Result<Self, Failure> {
+        let options = LoadOptions {
+            strict: settings.plugins.strict,
+        };
+        let (plugins, skipped) = PluginSet::load(&settings.plugins.dirs, &options)
+            .context("loading plugins")
+            .or_exit(EXIT_USAGE)?;
+        if plugins.plugins().is_empty() {
+            tracing::warn!(
+                target: "taskhost",
+                dirs = %display_dirs(&settings.plugins.dirs),
+                skipped = skipped.len(),
+                "no plugins loaded"
+            );
+        }
+        let router = Router::new(settings.routes.clone());
+        let pools = Pools::build(settings).or_exit(EXIT_USAGE)?;
+        let catalog = Catalog::new(&plugins, &router, &pools).or_exit(EXIT_USAGE)?;
+        let names = catalog.names();
+        if !names.is_empty() {
+            for route in router.unused(&names) {
+                tracing::warn!(
+                    target: "taskhost",
+                    route = %route.task,
+                    pool = %route.pool,
+                    "route matches no loaded task"
+                );
+            }
+        }
+        Ok(Self {
+            plugins,
+            pools,
+            catalog,
+            router,
+        })
+    }
+}
+
+fn display_dirs(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_plugins(host: &Host) {
+    if host.plugins.plugins().is_empty() {
+        println!("no plugins loaded");
+        return;
+    }
+    for plugin in host.plugins.plugins() {
+        println!(
+            "{} {}  ({}){}",
+            plugin.name(),
+            plugin.version(),
+            plugin.path().display(),
+            if plugin.can_expand() {
+                "  [expands jobs]"
+            } else {
+                ""
+            }
+        );
+        for task in plugin.tasks() {
+            let full = format!("{}/{}", plugin.name(), task.name);
+            let decision = host.router.route(&full);
+            let mut routing = format!("pool {}", decision.pool);
+            if decision.retry.retries > 0 {
+                routing.push_str(&format!(", retries {}", decision.retry.retries));
+            }
+            if let Some(timeout) = decision.timeout {
+                routing.push_str(&format!(
+                    ", timeout {}",
+                    crate::config::duration::format_duration(timeout)
+                ));
+            }
+            println!("  {full:<24} -> {routing:<28} {}", task.description);
+        }
+    }
+}
+
+fn open_source(
+    args: &RunArgs,
+    settings: &Settings,
+    host: &Host,
+    progress: bool,
+) -> Result<Box<dyn WorkSource>, Failure> {
+    if let Some(task) = &args.expand {
+        let params: serde_json::Value = serde_json::from_str(&args.params)
+            .with_context(|| format!("--params: expected JSON, found {:?}", args.params))
+            .or_exit(EXIT_USAGE)?;
+        let job = JobSettings::Expand {
+            task: task.clone(),
+            params,
+        };
+        return Ok(Box::new(ItemsSource::new(job_items(&[job], host)?)));
+    }
+    if args.jobs {
+        return Ok(Box::new(ItemsSource::new(job_items(&settings.jobs, host)?)));
+    }
+    let limit = settings.run.max_line_bytes;
+    match args.input.as_deref() {
+        None | Some("-") => Ok(Box::new(JsonlSource::new(
+            BufReader::new(io::stdin()),
+            limit,
+        ))),
+        Some(path) => {
+            let file = File::open(path)
+                .with_context(|| format!("opening input {path}"))
+                .or_exit(EXIT_USAGE)?;
+            // Counting lines costs one quick pass; only worth it for a bar someone sees.
+            let lines = (progress && io::stderr().is_terminal())
+                .then(|| count_lines(Path::new(path)).ok())
+                .flatten();
+            Ok(Box::new(
+                JsonlSource::new(BufReader::with_capacity(256 * 1024, file), limit)
+                    .with_len_hint(lines),
+            ))
+        }
+    }
+}
+
+fn count_lines(path: &Path) -> io::Result<u64> {
+    let mut file = File::open(path)?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut lines = 0u64;
+    let mut last = b'\n';
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        lines += buffer[..read].iter().filter(|&&b| b == b'\n').count() as u64;
+        last = buffer[read - 1];
+    }
+    Ok(lines + u64::from(last != b'\n'))
+}
+
+fn open_sink(output: &str) -> Result<Box<dyn OutcomeSink>, Failure> {
+    if output == "-" {
+        return Ok(Box::new(JsonlSink::new(io::stdout())));
+    }
+    let file = File::create(output)
+        .with_context(|| format!("creating output {output}"))
+        .or_exit(EXIT_USAGE)?;
+    Ok(Box::new(JsonlSink::new(file)))
+}
+
+/// Work items from the configuration's jobs (or one `--expand`).
+fn job_items(jobs: &[JobSettings], host: &Host) -> Result<Vec<WorkItem>, Failure> {
+    let mut items = Vec::new();
+    for job in jobs {
+        match job {
+            JobSettings::Expand { task, params } => {
+                let Some((plugin_name, job_name)) = task.split_once('/') else {
+                    return Err(Failure {
+                        code: EXIT_USAGE,
+                        error: anyhow::anyhow!("expand: expected `plugin/task`, found {task:?}"),
+                    });
+                };
+                let Some(plugin) = host.plugins.plugin(plugin_name) else {
+                    let loaded: Vec<&str> =
+                        host.plugins.plugins().iter().map(|p| p.name()).collect();
+                    return Err(Failure {
+                        code: EXIT_USAGE,
+                        error: anyhow::anyhow!(
+                            "expand {task}: no plugin named `{plugin_name}` is loaded (loaded: {})",
+                            if loaded.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                loaded.join(", ")
+                            }
+                        ),
+                    });
+                };
+                let params_bytes = serde_json::to_vec(params).expect("JSON values serialize");
+                let expanded = plugin.expand(job_name, &params_bytes).map_err(|failure| {
+                    // The plugin refusing the parameters (or not expanding at all) is a usage
+                    // error; a failure while expanding is not.
+                    let code = if failure.kind == taskhost_loader::FailureKind::InvalidInput {
+                        EXIT_USAGE
+                    } else {
+                        EXIT_NOT_ALL_OK
+                    };
+                    Failure {
+                        code,
+                        error: anyhow::Error::new(failure)
+                            .context(format!("expanding {task} with {params}")),
+                    }
+                })?;
+                tracing::info!(target: "taskhost", job = %task, items = expanded.len(), "job.expanded");
+                for (index, item) in expanded.into_iter().enumerate() {
+                    items.push(WorkItem {
+                        id: item.id.unwrap_or_else(|| format!("{task}#{}", index + 1)),
+                        task: item.task,
+                        input: to_raw(&item.input),
+                    });
+                }
+            }
+            JobSettings::Inputs { task, inputs } => {
+                for (index, input) in inputs.iter().enumerate() {
+                    items.push(WorkItem {
+                        id: format!("{task}#{}", index + 1),
+                        task: task.clone(),
+                        input: to_raw(input),
+                    });
+                }
+            }
+        }
+    }
+    Ok(items)
+}
+
+fn to_raw(value: &serde_json::Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("a serialized JSON value is JSON")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    cli: &Cli,
+    settings: &Settings,
+    host: Host,
+    source: Box<dyn WorkSource>,
+    sink: Box<dyn OutcomeSink>,
+    ordered: bool,
+    interrupts: &Arc<Interrupts>,
+    bar: &SharedBar,
+) -> Result<u8, Failure> {
+    let options = RunOptions {
+        ordered,
+        max_in_flight: settings.run.max_in_flight,
+        shutdown_grace: settings.run.shutdown_grace,
+        progress: !cli.global.no_progress,
+    };
+    let Host {
+        plugins,
+        pools,
+        catalog,
+        ..
+    } = host;
+    let report = dispatch::run(source, sink, &catalog, pools, &options, interrupts, bar)
+        .or_exit(EXIT_NOT_ALL_OK)?;
+    // The plugins stay loaded until the process ends (libraries are never unloaded).
+    std::mem::forget(plugins);
+    if !cli.global.quiet {
+        eprint!("{}", report.summary);
+    }
+    if let Some(error) = &report.source_error {
+        eprintln!("taskhost: error: {error}");
+    }
+    Ok(if report.summary.interrupted {
+        INTERRUPTED_EXIT as u8
+    } else if report.source_error.is_some() || !report.summary.all_ok() {
+        EXIT_NOT_ALL_OK
+    } else {
+        EXIT_OK
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_lines_with_or_without_a_final_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        std::fs::write(&path, "a\nb\nc").unwrap();
+        assert_eq!(count_lines(&path).unwrap(), 3);
+        std::fs::write(&path, "a\nb\n").unwrap();
+        assert_eq!(count_lines(&path).unwrap(), 2);
+    }
+}

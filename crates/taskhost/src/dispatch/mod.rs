@@ -1,0 +1,992 @@
+//! The dispatcher: entries in, one outcome per entry out.
+//!
+//! ```text
+//!  reader thread ──(bounded channel)──► dispatch loop ──► pool.submit ──► worker runs the plugin
+//!  (WorkSource)                          │ permit per entry                │ done callback
+//!                                        │ (backpressure)                  ▼
+//!                                        └── invalid / rejected ──► writer thread ──► OutcomeSink
+//!                                                                   (reorders with --ordered,
+//!                                                                    releases the permit)
+//!  timer thread: per-attempt timeouts (request_stop) and retries after their backoff
+//! ```
+//!
+//! Invariants: every entry taken from the source gets exactly one outcome (whoever removes an
+//! attempt from the `running` table reports it); an entry holds one in-flight permit from the
+//! moment it is taken until its outcome is written, so memory is bounded by `run.max_in_flight`
+//! whatever the input size, with or without `--ordered`.
+
+mod timer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::value::RawValue;
+use taskhost_executor::{
+    CancelReason, Executor, ResultError, SubmitError, TaskContext, TaskFuture, TaskOptions,
+};
+use taskhost_loader::{FailureKind, PluginSet, PluginTask, TaskFailure, TracingContext};
+
+use crate::config::duration::format_duration;
+use crate::config::settings::{PoolSettings, RetryPolicy, Settings, WhenFull};
+use crate::progress::{PoolUse, Progress, Summary};
+use crate::routing::Router;
+use crate::signals::Interrupts;
+use crate::sink::{millis, Outcome, OutcomeSink, Status};
+use crate::source::{parse_line, Entry, EntryBody, WorkItem, WorkSource};
+use crate::telemetry::SharedBar;
+
+use timer::{Timer, TimerAction};
+
+/// What one attempt returns from the worker.
+type AttemptResult = Result<Vec<u8>, TaskFailure>;
+
+/// A task the host can run: the plugin's task with its route resolved.
+#[derive(Debug)]
+pub struct ResolvedTask {
+    pub name: String,
+    pub plugin: String,
+    pub task: PluginTask,
+    pub pool: usize,
+    pub pool_name: Arc<str>,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+}
+
+/// The pools, built from the settings.
+#[derive(Debug)]
+pub struct Pools {
+    pub settings: Vec<PoolSettings>,
+    pub executors: Vec<Executor>,
+}
+
+impl Pools {
+    pub fn build(settings: &Settings) -> Result<Self> {
+        let mut built = Self {
+            settings: Vec::new(),
+            executors: Vec::new(),
+        };
+        for pool in settings.pools.values() {
+            let when_full = match pool.when_full {
+                WhenFull::Block => taskhost_executor::WhenFull::Block,
+                WhenFull::Reject => taskhost_executor::WhenFull::Reject,
+                WhenFull::CallerRuns => taskhost_executor::WhenFull::CallerRuns,
+            };
+            let executor = Executor::builder()
+                .name(pool.name.clone())
+                .max_workers(pool.max_workers)
+                .thread_name_prefix(pool.thread_name_prefix.clone())
+                .idle_timeout(pool.idle_timeout)
+                .max_tasks_per_worker(pool.max_tasks_per_worker)
+                .queue_capacity(pool.queue_capacity)
+                .when_full(when_full)
+                .build()
+                .with_context(|| format!("building pool `{}`", pool.name))?;
+            built.settings.push(pool.clone());
+            built.executors.push(executor);
+        }
+        Ok(built)
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.settings.iter().position(|p| p.name == name)
+    }
+}
+
+/// Every task of every loaded plugin, routed.
+#[derive(Debug)]
+pub struct Catalog {
+    tasks: HashMap<String, Arc<ResolvedTask>>,
+}
+
+impl Catalog {
+    pub fn new(plugins: &PluginSet, router: &Router, pools: &Pools) -> Result<Self> {
+        let mut tasks = HashMap::new();
+        for task in plugins.tasks() {
+            let name = task.full_name().to_owned();
+            let decision = router.route(&name);
+            let pool = pools.index(&decision.pool).with_context(|| {
+                format!(
+                    "the route for {name} names pool `{}`, which does not exist",
+                    decision.pool
+                )
+            })?;
+            tasks.insert(
+                name.clone(),
+                Arc::new(ResolvedTask {
+                    name,
+                    plugin: task.plugin_name().to_owned(),
+                    task,
+                    pool,
+                    pool_name: Arc::from(decision.pool.as_str()),
+                    retry: decision.retry,
+                    timeout: decision.timeout,
+                }),
+            );
+        }
+        Ok(Self { tasks })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<ResolvedTask>> {
+        self.tasks.get(name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tasks.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub ordered: bool,
+    pub max_in_flight: usize,
+    pub shutdown_grace: Duration,
+    pub progress: bool,
+}
+
+/// What the run ended with.
+#[derive(Debug)]
+pub struct RunReport {
+    pub summary: Summary,
+    /// Reading the input failed part-way (the entries read before were run).
+    pub source_error: Option<String>,
+}
+
+/// A counting semaphore: the in-flight limit.
+#[derive(Debug)]
+struct Permits {
+    available: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Permits {
+    fn new(count: usize) -> Self {
+        Self {
+            available: Mutex::new(count),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Takes a permit; gives up (false) when `stop` returns true.
+    fn acquire(&self, stop: impl Fn() -> bool) -> bool {
+        let mut available = lock(&self.available);
+        loop {
+            if stop() {
+                return false;
+            }
+            if *available > 0 {
+                *available -= 1;
+                return true;
+            }
+            available = self
+                .changed
+                .wait_timeout(available, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn release(&self) {
+        *lock(&self.available) += 1;
+        self.changed.notify_one();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One entry on its way through a pool.
+#[derive(Debug)]
+pub(crate) struct Job {
+    seq: u64,
+    line: u64,
+    item: WorkItem,
+    task: Arc<ResolvedTask>,
+    attempt: u32,
+    waited: Duration,
+    ran: Duration,
+    span: tracing::Span,
+}
+
+/// An attempt in a pool, keyed by the job's sequence number.
+struct Running {
+    /// `None` while `submit_with` has not returned yet.
+    future: Option<TaskFuture<AttemptResult>>,
+    timed_out: Arc<AtomicBool>,
+    /// The attempt's timeout in the timer, once it has started.
+    timeout_key: Option<timer::TimerKey>,
+    line: u64,
+    id: String,
+    task: Arc<ResolvedTask>,
+    attempt: u32,
+    /// The item's span, entered when cancelling so the executor's event carries its fields.
+    span: tracing::Span,
+}
+
+/// What the dispatch loop, the callbacks, the timer and the writer share.
+pub(crate) struct Shared {
+    executors: Vec<Executor>,
+    outcomes: Mutex<Option<mpsc::Sender<Outcome>>>,
+    running: Mutex<HashMap<u64, Running>>,
+    stopping: AtomicBool,
+    timer: Timer,
+}
+
+impl Shared {
+    fn send(&self, outcome: Outcome) {
+        if let Some(sender) = lock(&self.outcomes).as_ref() {
+            let _ = sender.send(outcome);
+        }
+    }
+
+    /// Submits one attempt of `job`.
+    pub(crate) fn submit(self: &Arc<Self>, job: Job) {
+        let _entered = job.span.clone().entered();
+        if self.stopping.load(Ordering::SeqCst) {
+            self.finish(
+                job,
+                Status::Cancelled,
+                None,
+                Some("interrupted before it started".into()),
+            );
+            return;
+        }
+        let task = Arc::clone(&job.task);
+        let input = job.item.input.clone();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let shared = Arc::clone(self);
+        let seq = job.seq;
+        let attempt = job.attempt;
+        let timeout = task.timeout;
+        let closure_task = Arc::clone(&task);
+        let closure = move |ctx: &TaskContext| -> AttemptResult {
+            if let Some(timeout) = timeout {
+                let key = shared.timer.schedule(
+                    Instant::now() + timeout,
+                    TimerAction::Timeout { seq, attempt },
+                );
+                if let Some(entry) = lock(&shared.running).get_mut(&seq) {
+                    entry.timeout_key = Some(key);
+                }
+            }
+            let token = ctx.token();
+            let check = move || token.is_cancelled();
+            let context = TracingContext::new(&closure_task.task).with_cancel_check(&check);
+            let result = closure_task.task.run(input.get().as_bytes(), &context);
+            if let Err(failure) = &result {
+                if failure.kind == FailureKind::Panicked {
+                    // The plugin caught its panic at the FFI boundary; re-raise it here (without
+                    // the panic hook) so the pool records a panicked task: `task.failed` event,
+                    // `failed` metric, `ResultError::Panicked` in the future.
+                    std::panic::resume_unwind(Box::new(failure.message.clone()));
+                }
+            }
+            result
+        };
+        // Registered before submitting: the task may finish (and its callback run) before
+        // `submit_with` returns, and the callback reports only what it finds here.
+        lock(&self.running).insert(
+            job.seq,
+            Running {
+                future: None,
+                timed_out: Arc::clone(&timed_out),
+                timeout_key: None,
+                line: job.line,
+                id: job.item.id.clone(),
+                task: Arc::clone(&task),
+                attempt: job.attempt,
+                span: job.span.clone(),
+            },
+        );
+        let executor = &self.executors[task.pool];
+        match executor.submit_with(TaskOptions::new().name(job.item.id.clone()), closure) {
+            Ok(future) => {
+                if let Some(entry) = lock(&self.running).get_mut(&seq) {
+                    entry.future = Some(future.clone());
+                }
+                let shared = Arc::clone(self);
+                future.add_done_callback(move |future| shared.completed(job, future, &timed_out));
+            }
+            Err(error) => {
+                lock(&self.running).remove(&seq);
+                let (status, message) = match &error {
+                    SubmitError::QueueFull(_) => (
+                        Status::Rejected,
+                        format!("pool `{}` refused it: its queue is full", task.pool_name),
+                    ),
+                    SubmitError::ShutDown(_) => (
+                        Status::Cancelled,
+                        format!("pool `{}` is shut down", task.pool_name),
+                    ),
+                    SubmitError::BrokenPool(_, why) => (
+                        Status::Failed,
+                        format!("pool `{}` is broken: {why}", task.pool_name),
+                    ),
+                };
+                self.finish(job, status, None, Some(message));
+            }
+        }
+    }
+
+    /// The done callback: runs in the thread that completed the attempt.
+    fn completed(
+        self: &Arc<Self>,
+        mut job: Job,
+        future: &TaskFuture<AttemptResult>,
+        timed_out: &AtomicBool,
+    ) {
+        // Whoever removes the attempt reports it: after the grace period the dispatcher may
+        // already have reported it as cancelled.
+        let Some(running) = lock(&self.running).remove(&job.seq) else {
+            return;
+        };
+        if let Some(key) = running.timeout_key {
+            self.timer.cancel(key);
+        }
+        let timings = future.timings();
+        job.waited += timings.queue_wait.unwrap_or_default();
+        job.ran += timings.run_time.unwrap_or_default();
+        let (mut status, mut output, mut error, retryable) = match future
+            .result(Some(Duration::ZERO))
+        {
+            Ok(Ok(bytes)) => (Status::Ok, Some(output_json(bytes)), None, false),
+            Ok(Err(failure)) => match failure.kind {
+                FailureKind::Failed => (Status::Failed, None, Some(failure.message.clone()), true),
+                FailureKind::Panicked => {
+                    (Status::Panicked, None, Some(failure.message.clone()), true)
+                }
+                FailureKind::Cancelled => (
+                    Status::Cancelled,
+                    None,
+                    Some(failure.message.clone()),
+                    false,
+                ),
+                FailureKind::InvalidInput => (
+                    Status::Failed,
+                    None,
+                    Some(format!("invalid input: {}", failure.message)),
+                    false,
+                ),
+                #[allow(unreachable_patterns)]
+                _ => (Status::Failed, None, Some(failure.message.clone()), true),
+            },
+            Err(ResultError::Cancelled(reason)) => (
+                Status::Cancelled,
+                None,
+                Some(match reason {
+                    CancelReason::StopRequested => "stopped on request".to_owned(),
+                    other => format!("cancelled ({other})"),
+                }),
+                false,
+            ),
+            Err(ResultError::Panicked(message)) => {
+                (Status::Panicked, None, Some(message.clone()), true)
+            }
+            Err(other) => (Status::Failed, None, Some(other.to_string()), true),
+        };
+        // The flag alone could be a timer that fired just as the attempt finished in time.
+        let timeout = job.task.timeout.unwrap_or_default();
+        if timed_out.load(Ordering::SeqCst) && timings.run_time.unwrap_or_default() >= timeout {
+            status = Status::TimedOut;
+            output = None;
+            error = Some(format!(
+                "ran longer than its {} timeout",
+                format_duration(timeout)
+            ));
+        }
+        let retryable = retryable || status == Status::TimedOut;
+        if matches!(status, Status::Failed | Status::Panicked | Status::TimedOut) {
+            let _entered = job.span.enter();
+            tracing::info!(
+                target: "taskhost",
+                attempt = job.attempt,
+                status = status.as_str(),
+                error = error.as_deref().unwrap_or_default(),
+                "item.failed"
+            );
+        }
+        if status != Status::Ok
+            && retryable
+            && job.attempt <= job.task.retry.retries
+            && !self.stopping.load(Ordering::SeqCst)
+        {
+            let delay = job.task.retry.delay_before(job.attempt + 1);
+            {
+                let _entered = job.span.enter();
+                tracing::info!(
+                    target: "taskhost",
+                    attempt = job.attempt,
+                    status = status.as_str(),
+                    error = error.as_deref().unwrap_or_default(),
+                    delay_ms = delay.as_millis() as u64,
+                    "task.retry"
+                );
+            }
+            job.attempt += 1;
+            self.timer
+                .schedule(Instant::now() + delay, TimerAction::Retry(Box::new(job)));
+            return;
+        }
+        self.finish(job, status, output, error);
+    }
+
+    /// Sends the outcome of a job.
+    fn finish(
+        &self,
+        job: Job,
+        status: Status,
+        output: Option<Box<RawValue>>,
+        error: Option<String>,
+    ) {
+        self.send(Outcome {
+            id: job.item.id,
+            task: Some(job.task.name.clone()),
+            status,
+            output,
+            error,
+            pool: Some(job.task.pool_name.to_string()),
+            attempts: job.attempt,
+            waited_ms: millis(Some(job.waited)),
+            ran_ms: millis(Some(job.ran)),
+            line: job.line,
+            seq: job.seq,
+        });
+    }
+
+    /// The timer fired a timeout for `seq`.
+    pub(crate) fn time_out(&self, seq: u64, attempt: u32) {
+        let running = lock(&self.running);
+        if let Some(entry) = running.get(&seq).filter(|r| r.attempt == attempt) {
+            entry.timed_out.store(true, Ordering::SeqCst);
+            if let Some(future) = &entry.future {
+                future.request_stop();
+            }
+        }
+    }
+
+    /// Ctrl-C: cancel what is queued, ask what runs to stop.
+    fn stop_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let futures: Vec<(TaskFuture<AttemptResult>, tracing::Span)> = lock(&self.running)
+            .values()
+            .filter_map(|r| Some((r.future.clone()?, r.span.clone())))
+            .collect();
+        for (future, span) in futures {
+            let _entered = span.enter();
+            if !future.cancel() {
+                future.request_stop();
+            }
+        }
+        for job in self.timer.take_retries() {
+            self.finish(
+                job,
+                Status::Cancelled,
+                None,
+                Some("interrupted while waiting to retry".into()),
+            );
+        }
+    }
+
+    /// After the grace period: report what still runs as cancelled.
+    fn abandon_running(&self) {
+        let abandoned: Vec<(u64, Running)> = lock(&self.running).drain().collect();
+        for job in self.timer.take_retries() {
+            self.finish(
+                job,
+                Status::Cancelled,
+                None,
+                Some("interrupted while waiting to retry".into()),
+            );
+        }
+        for (seq, running) in abandoned {
+            let timings = running
+                .future
+                .as_ref()
+                .map(TaskFuture::timings)
+                .unwrap_or_default();
+            self.send(Outcome {
+                id: running.id,
+                task: Some(running.task.name.clone()),
+                status: Status::Cancelled,
+                output: None,
+                error: Some("still running when the shutdown grace period ended".to_owned()),
+                pool: Some(running.task.pool_name.to_string()),
+                attempts: running.attempt,
+                waited_ms: millis(timings.queue_wait),
+                ran_ms: millis(timings.run_time),
+                line: running.line,
+                seq,
+            });
+        }
+    }
+}
+
+/// A plugin's output as JSON; output that is not JSON becomes a JSON string.
+fn output_json(bytes: &[u8]) -> Box<RawValue> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => RawValue::from_string(text.to_owned()).unwrap_or_else(|_| {
+            RawValue::from_string(serde_json::to_string(text).expect("a string serializes"))
+                .expect("a JSON string is JSON")
+        }),
+        Err(_) => RawValue::from_string(
+            serde_json::to_string(&String::from_utf8_lossy(bytes)).expect("a string serializes"),
+        )
+        .expect("a JSON string is JSON"),
+    }
+}
+
+/// The writer: owns the sink, the reorder buffer and the progress counters.
+struct Writer {
+    sink: Box<dyn OutcomeSink>,
+    ordered: bool,
+    next_seq: u64,
+    pending: BTreeMap<u64, Outcome>,
+    written: u64,
+    progress: Progress,
+    error: Option<std::io::Error>,
+    /// Set on the first write error: the run stops as if interrupted (e.g. `taskhost run | head`).
+    failed: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn accept(&mut self, outcome: Outcome) -> u64 {
+        if !self.ordered {
+            self.emit(&outcome);
+            return 1;
+        }
+        self.pending.insert(outcome.seq, outcome);
+        let mut emitted = 0;
+        while let Some(outcome) = self.pending.remove(&self.next_seq) {
+            self.emit(&outcome);
+            self.next_seq += 1;
+            emitted += 1;
+        }
+        emitted
+    }
+
+    fn emit(&mut self, outcome: &Outcome) {
+        self.progress.record(outcome.status);
+        self.written += 1;
+        if self.error.is_none() {
+            if let Err(error) = self.sink.write(outcome) {
+                self.failed.store(true, Ordering::SeqCst);
+                self.error = Some(error);
+            }
+        }
+    }
+
+    /// Writes whatever is buffered, in order, gaps and all.
+    fn drain_pending(&mut self) -> u64 {
+        let pending = std::mem::take(&mut self.pending);
+        let count = pending.len() as u64;
+        for outcome in pending.into_values() {
+            self.emit(&outcome);
+        }
+        count
+    }
+
+    fn flush(&mut self) {
+        if let Err(error) = self.sink.flush() {
+            self.error.get_or_insert(error);
+        }
+    }
+}
+
+/// Runs every entry of `source` through the pools and writes one outcome per entry to `sink`.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    source: Box<dyn WorkSource>,
+    sink: Box<dyn OutcomeSink>,
+    catalog: &Catalog,
+    pools: Pools,
+    options: &RunOptions,
+    interrupts: &Arc<Interrupts>,
+    bar: &SharedBar,
+) -> Result<RunReport> {
+    let permits = Arc::new(Permits::new(options.max_in_flight.max(1)));
+    let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>();
+    let total_hint = source.len_hint();
+    let output_failed = Arc::new(AtomicBool::new(false));
+    let writer = Arc::new(Mutex::new(Writer {
+        sink,
+        ordered: options.ordered,
+        next_seq: 0,
+        pending: BTreeMap::new(),
+        written: 0,
+        progress: Progress::new(bar, options.progress, total_hint),
+        error: None,
+        failed: Arc::clone(&output_failed),
+    }));
+    // A second Ctrl-C: write what is done and leave.
+    {
+        let writer = Arc::clone(&writer);
+        interrupts.on_second_signal(move || {
+            let mut writer = lock(&writer);
+            writer.drain_pending();
+            writer.flush();
+            writer.progress.finish();
+        });
+    }
+    let pool_settings = pools.settings;
+    let shared = Arc::new(Shared {
+        executors: pools.executors,
+        outcomes: Mutex::new(Some(outcome_tx)),
+        running: Mutex::new(HashMap::new()),
+        stopping: AtomicBool::new(false),
+        timer: Timer::default(),
+    });
+    let timer_thread = timer::spawn(Arc::clone(&shared))?;
+
+    // The writer thread.
+    let expected = Arc::new(AtomicU64::new(u64::MAX));
+    let give_up = Arc::new(AtomicBool::new(false));
+    let writer_thread = {
+        let writer = Arc::clone(&writer);
+        let permits = Arc::clone(&permits);
+        let expected = Arc::clone(&expected);
+        let give_up = Arc::clone(&give_up);
+        std::thread::Builder::new()
+            .name("taskhost-writer".to_owned())
+            .spawn(move || {
+                let mut received = 0u64;
+                loop {
+                    if received >= expected.load(Ordering::SeqCst) || give_up.load(Ordering::SeqCst)
+                    {
+                        break;
+                    }
+                    match outcome_rx.recv_timeout(Duration::from_millis(50)) {
+                        Ok(outcome) => {
+                            received += 1;
+                            let emitted = lock(&writer).accept(outcome);
+                            for _ in 0..emitted {
+                                permits.release();
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                let mut writer = lock(&writer);
+                while let Ok(outcome) = outcome_rx.try_recv() {
+                    writer.accept(outcome);
+                }
+                writer.drain_pending();
+                writer.flush();
+            })
+            .context("starting the writer thread")?
+    };
+
+    // The reader thread: a bounded channel keeps it a little ahead of the dispatcher.
+    let (entry_tx, entry_rx) = mpsc::sync_channel::<std::io::Result<Entry>>(256);
+    let stop_reading = Arc::new(AtomicBool::new(false));
+    {
+        let stop_reading = Arc::clone(&stop_reading);
+        let mut source = source;
+        std::thread::Builder::new()
+            .name("taskhost-reader".to_owned())
+            .spawn(move || loop {
+                if stop_reading.load(Ordering::SeqCst) {
+                    break;
+                }
+                match source.next_entry() {
+                    Ok(Some(entry)) => {
+                        if entry_tx.send(Ok(entry)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        let _ = entry_tx.send(Err(error));
+                        break;
+                    }
+                }
+            })
+            .context("starting the reader thread")?;
+    }
+
+    // The dispatch loop.
+    let mut seq = 0u64;
+    let mut source_error = None;
+    let stop = || interrupts.requested() || output_failed.load(Ordering::SeqCst);
+    loop {
+        if stop() {
+            break;
+        }
+        let entry = match entry_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok(entry)) => entry,
+            Ok(Err(error)) => {
+                source_error = Some(format!("reading the input: {error}"));
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if !permits.acquire(stop) {
+            // Interrupted while waiting: this entry was read, so it gets an outcome too.
+            cancel_entry(&shared, entry, seq);
+            seq += 1;
+            break;
+        }
+        dispatch_entry(&shared, catalog, entry, seq);
+        seq += 1;
+    }
+    expected.store(seq, Ordering::SeqCst);
+
+    // Wait for every outcome to be written. A signal now (or one that ended the loop above)
+    // cancels what is queued, asks what runs to stop, and waits only up to the grace period.
+    let mut interrupted = false;
+    while !writer_thread.is_finished() {
+        if stop() {
+            interrupted = interrupts.requested();
+            stop_reading.store(true, Ordering::SeqCst);
+            // Entries the reader already handed over get an outcome; later ones were never taken.
+            while let Ok(Ok(entry)) = entry_rx.try_recv() {
+                cancel_entry(&shared, entry, seq);
+                seq += 1;
+            }
+            expected.store(seq, Ordering::SeqCst);
+            shared.stop_all();
+            let deadline = Instant::now() + options.shutdown_grace;
+            while !writer_thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            shared.abandon_running();
+            // Every outcome is sent by now; a moment for the writer to take them, then stop.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !writer_thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            give_up.store(true, Ordering::SeqCst);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    interrupted |= interrupts.requested();
+    drop(entry_rx);
+    writer_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    *lock(&shared.outcomes) = None;
+    shared.timer.shut_down();
+    let _ = timer_thread.join();
+    interrupts.clear_hook();
+
+    let mut writer = lock(&writer);
+    let write_error = writer.error.take();
+    let (counts, wall) = writer.progress.finish();
+    drop(writer);
+
+    // Shut the pools down; after an interrupt, do not wait for tasks that ignore the stop.
+    let mut pools_used = Vec::new();
+    for (settings, executor) in pool_settings.iter().zip(&shared.executors) {
+        if interrupted {
+            executor.shutdown(false, true);
+        } else {
+            executor.shutdown(true, false);
+        }
+        let metrics = executor.metrics();
+        if metrics.completed > 0 || metrics.workers_peak > 0 {
+            pools_used.push(PoolUse {
+                name: settings.name.clone(),
+                max_workers: settings.max_workers,
+                workers_peak: metrics.workers_peak,
+                completed: metrics.completed,
+            });
+        }
+    }
+    if interrupted {
+        // Dropping an executor joins its workers; a task that ignores its stop request would
+        // hold the exit up, so the pools are left to the process exit.
+        std::mem::forget(shared);
+    }
+    if let Some(error) = write_error {
+        return Err(error).context("writing outcomes");
+    }
+    Ok(RunReport {
+        summary: Summary {
+            counts,
+            wall,
+            pools: pools_used,
+            interrupted,
+        },
+        source_error,
+    })
+}
+
+fn cancel_entry(shared: &Shared, entry: Entry, seq: u64) {
+    let (id, task) = match &entry.body {
+        EntryBody::Item(item) => (Some(item.id.clone()), Some(item.task.clone())),
+        EntryBody::Line(bytes) => match parse_line(bytes, entry.line) {
+            Ok(item) => (Some(item.id), Some(item.task)),
+            Err(invalid) => (invalid.id, invalid.task),
+        },
+        EntryBody::Oversized { .. } => (None, None),
+    };
+    let mut outcome = Outcome::unrun(
+        entry.line,
+        id,
+        task,
+        Status::Cancelled,
+        "interrupted before it started".to_owned(),
+    );
+    outcome.seq = seq;
+    shared.send(outcome);
+}
+
+fn dispatch_entry(shared: &Arc<Shared>, catalog: &Catalog, entry: Entry, seq: u64) {
+    let line = entry.line;
+    let unrun = |id: Option<String>, task: Option<String>, status: Status, error: String| {
+        tracing::info!(
+            target: "taskhost",
+            line,
+            id = id.as_deref(),
+            task = task.as_deref(),
+            error = %error,
+            "{}",
+            if status == Status::Invalid { "item.invalid" } else { "item.rejected" }
+        );
+        let mut outcome = Outcome::unrun(line, id, task, status, error);
+        outcome.seq = seq;
+        shared.send(outcome);
+    };
+    let item = match entry.body {
+        EntryBody::Item(item) => item,
+        EntryBody::Oversized { bytes } => {
+            return unrun(
+                None,
+                None,
+                Status::Rejected,
+                format!("line {line} is {bytes} bytes, longer than run.max_line_bytes"),
+            );
+        }
+        EntryBody::Line(bytes) => match parse_line(&bytes, line) {
+            Ok(item) => item,
+            Err(invalid) => {
+                return unrun(
+                    invalid.id,
+                    invalid.task,
+                    Status::Invalid,
+                    format!("line {line}: {}", invalid.message),
+                )
+            }
+        },
+    };
+    let Some(task) = catalog.get(&item.task) else {
+        let error = format!(
+            "line {line}: unknown task {:?}: no loaded plugin provides it (see `taskhost plugins`)",
+            item.task
+        );
+        return unrun(Some(item.id), Some(item.task), Status::Rejected, error);
+    };
+    let span = tracing::info_span!(
+        target: "taskhost",
+        "item",
+        id = %item.id,
+        task = %task.name,
+        plugin = %task.plugin,
+        pool = %task.pool_name,
+        line,
+    );
+    shared.submit(Job {
+        seq,
+        line,
+        item,
+        task: Arc::clone(task),
+        attempt: 1,
+        waited: Duration::ZERO,
+        ran: Duration::ZERO,
+        span,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects what is written.
+    #[derive(Debug, Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<u64>>>);
+
+    impl OutcomeSink for Collect {
+        fn write(&mut self, outcome: &Outcome) -> std::io::Result<()> {
+            lock(&self.0).push(outcome.line);
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn writer(ordered: bool, sink: Collect) -> Writer {
+        Writer {
+            sink: Box::new(sink),
+            ordered,
+            next_seq: 0,
+            pending: BTreeMap::new(),
+            written: 0,
+            progress: Progress::new(&SharedBar::default(), false, None),
+            error: None,
+            failed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn outcome(seq: u64) -> Outcome {
+        let mut outcome = Outcome::unrun(seq + 1, None, None, Status::Ok, String::new());
+        outcome.seq = seq;
+        outcome
+    }
+
+    #[test]
+    fn the_writer_reorders_and_counts_what_it_emits() {
+        let sink = Collect::default();
+        let mut writer = writer(true, sink.clone());
+        assert_eq!(writer.accept(outcome(2)), 0);
+        assert_eq!(writer.accept(outcome(1)), 0);
+        assert_eq!(writer.accept(outcome(0)), 3);
+        assert_eq!(writer.accept(outcome(4)), 0);
+        assert_eq!(*lock(&sink.0), [1, 2, 3]);
+        // An emergency flush writes what is buffered, gaps and all.
+        assert_eq!(writer.drain_pending(), 1);
+        assert_eq!(*lock(&sink.0), [1, 2, 3, 5]);
+    }
+
+    #[test]
+    fn the_unordered_writer_writes_at_once() {
+        let sink = Collect::default();
+        let mut writer = writer(false, sink.clone());
+        assert_eq!(writer.accept(outcome(3)), 1);
+        assert_eq!(writer.accept(outcome(0)), 1);
+        assert_eq!(*lock(&sink.0), [4, 1]);
+    }
+
+    #[test]
+    fn permits_bound_and_give_up_on_stop() {
+        let permits = Permits::new(2);
+        assert!(permits.acquire(|| false));
+        assert!(permits.acquire(|| false));
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                stop.store(true, Ordering::SeqCst);
+            });
+            assert!(!permits.acquire(|| stop.load(Ordering::SeqCst)));
+        });
+        permits.release();
+        assert!(permits.acquire(|| false));
+    }
+
+    #[test]
+    fn non_json_output_becomes_a_json_string() {
+        assert_eq!(output_json(br#"{"a":1}"#).get(), r#"{"a":1}"#);
+        assert_eq!(output_json(b"plain text").get(), r#""plain text""#);
+        assert_eq!(output_json(&[0xff, b'a']).get(), "\"\u{fffd}a\"");
+    }
+}

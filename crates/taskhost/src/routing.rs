@@ -1,0 +1,145 @@
+//! Routing: which pool runs a task, with which retry policy and timeout.
+//!
+//! Routes are globs over `"plugin/task"`, tried in the order written; the first match wins. A task
+//! that matches none runs on the `default` pool, once, with no timeout.
+
+use std::time::Duration;
+
+use crate::config::settings::{RetryPolicy, RouteSettings, DEFAULT_POOL};
+
+/// Where and how one task runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDecision {
+    pub pool: String,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+    /// Index of the route that matched; `None` for the fallback to the default pool.
+    pub route: Option<usize>,
+}
+
+/// The ordered routes from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    routes: Vec<RouteSettings>,
+}
+
+impl Router {
+    pub fn new(routes: Vec<RouteSettings>) -> Self {
+        Self { routes }
+    }
+
+    /// The first route whose glob matches `task`, or the default pool.
+    pub fn route(&self, task: &str) -> RouteDecision {
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            // `*` stops at `/`, so "checksum/*" never reaches into another plugin's namespace.
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        self.routes
+            .iter()
+            .enumerate()
+            .find(|(_, route)| route.pattern.matches_with(task, options))
+            .map_or_else(
+                || RouteDecision {
+                    pool: DEFAULT_POOL.to_owned(),
+                    retry: RetryPolicy::NONE,
+                    timeout: None,
+                    route: None,
+                },
+                |(index, route)| RouteDecision {
+                    pool: route.pool.clone(),
+                    retry: route.retry,
+                    timeout: route.timeout,
+                    route: Some(index),
+                },
+            )
+    }
+
+    /// Routes that match none of `tasks` (worth a warning: probably a typo).
+    pub fn unused<'a>(&'a self, tasks: &[String]) -> Vec<&'a RouteSettings> {
+        let used: std::collections::BTreeSet<usize> = tasks
+            .iter()
+            .filter_map(|task| self.route(task).route)
+            .collect();
+        self.routes
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !used.contains(index))
+            .map(|(_, route)| route)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(task: &str, pool: &str, retries: u32) -> RouteSettings {
+        RouteSettings {
+            task: task.to_owned(),
+            pattern: glob::Pattern::new(task).unwrap(),
+            pool: pool.to_owned(),
+            retry: RetryPolicy {
+                retries,
+                ..RetryPolicy::NONE
+            },
+            timeout: None,
+        }
+    }
+
+    fn router() -> Router {
+        Router::new(vec![
+            route("checksum/*", "io", 2),
+            route("primes/count", "cpu", 0),
+            route("primes/*", "io", 0),
+            route("*/slow-?", "slow", 0),
+        ])
+    }
+
+    #[test]
+    fn the_first_match_wins() {
+        let router = router();
+        assert_eq!(router.route("primes/count").pool, "cpu");
+        assert_eq!(router.route("primes/other").pool, "io");
+        assert_eq!(router.route("checksum/sha256").retry.retries, 2);
+        assert_eq!(router.route("testkit/slow-1").pool, "slow");
+    }
+
+    #[test]
+    fn no_match_goes_to_the_default_pool() {
+        let decision = router().route("testkit/echo");
+        assert_eq!(decision.pool, DEFAULT_POOL);
+        assert_eq!(decision.route, None);
+        assert_eq!(decision.retry.retries, 0);
+    }
+
+    #[test]
+    fn a_star_does_not_cross_the_slash() {
+        let router = Router::new(vec![route("check*", "io", 0)]);
+        assert_eq!(router.route("checksum/sha256").pool, DEFAULT_POOL);
+    }
+
+    #[test]
+    fn unused_routes_are_reported() {
+        let router = router();
+        let unused: Vec<&str> = router
+            .unused(&["checksum/sha256".to_owned(), "primes/count".to_owned()])
+            .iter()
+            .map(|r| r.task.as_str())
+            .collect();
+        assert_eq!(unused, ["primes/*", "*/slow-?"]);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let policy = RetryPolicy {
+            retries: 5,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(350),
+        };
+        assert_eq!(policy.delay_before(2), Duration::from_millis(100));
+        assert_eq!(policy.delay_before(3), Duration::from_millis(200));
+        assert_eq!(policy.delay_before(4), Duration::from_millis(350));
+    }
+}

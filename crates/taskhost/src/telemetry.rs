@@ -1,0 +1,152 @@
+//! Tracing setup: one subscriber for the whole process.
+//!
+//! Events go to stderr as pretty, compact or JSON lines. The filter is `RUST_LOG` when set, else
+//! the config's `logging.filter`. `--trace-chrome FILE` adds a Chrome / Perfetto trace layer with
+//! its own filter (`RUST_LOG`, else `info` plus the executor at `debug`), so the picture of the pool
+//! is complete even when stderr is kept quiet. While a progress bar is on screen, log lines are
+//! written around it rather than through it.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::config::settings::LogFormat;
+
+/// The progress bar, once there is one; log lines suspend it while they are written.
+pub type SharedBar = Arc<OnceLock<ProgressBar>>;
+
+/// Keeps the Chrome trace open; dropping it finishes the file.
+#[must_use]
+pub struct TelemetryGuard {
+    _chrome: Option<tracing_chrome::FlushGuard>,
+}
+
+impl std::fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("chrome", &self._chrome.is_some())
+            .finish()
+    }
+}
+
+/// Writes to stderr, suspending the progress bar while it does.
+#[derive(Debug, Clone)]
+struct StderrAroundBar {
+    bar: SharedBar,
+}
+
+/// One log line, buffered so the bar is suspended once per line.
+#[derive(Debug)]
+struct LineWriter {
+    bar: SharedBar,
+    buffer: Vec<u8>,
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let write = || io::stderr().lock().write_all(&buffer);
+        match self.bar.get() {
+            Some(bar) if !bar.is_hidden() => bar.suspend(write),
+            _ => write(),
+        }
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+impl<'a> MakeWriter<'a> for StderrAroundBar {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter {
+            bar: self.bar.clone(),
+            buffer: Vec::with_capacity(256),
+        }
+    }
+}
+
+fn filter(default: &str) -> Result<EnvFilter> {
+    match std::env::var("RUST_LOG") {
+        Ok(value) if !value.is_empty() => {
+            EnvFilter::try_new(&value).with_context(|| format!("parsing RUST_LOG={value:?}"))
+        }
+        _ => EnvFilter::try_new(default)
+            .with_context(|| format!("parsing logging.filter {default:?}")),
+    }
+}
+
+/// Installs the global subscriber.
+pub fn init(
+    format: LogFormat,
+    default_filter: &str,
+    chrome: Option<&Path>,
+    bar: SharedBar,
+) -> Result<TelemetryGuard> {
+    let writer = StderrAroundBar { bar };
+    let stderr_layer: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .pretty()
+            .with_writer(writer)
+            .with_thread_names(true)
+            .boxed(),
+        LogFormat::Compact => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_writer(writer)
+            .with_thread_names(true)
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_thread_names(true)
+            .with_writer(writer)
+            .boxed(),
+    };
+    let stderr_layer = stderr_layer.with_filter(filter(default_filter)?);
+    let mut guard = TelemetryGuard { _chrome: None };
+    let chrome_layer = match chrome {
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating the folder of {}", path.display()))?;
+            }
+            // Fail early and clearly if the file cannot be created.
+            std::fs::File::create(path)
+                .with_context(|| format!("creating the chrome trace {}", path.display()))?;
+            let (layer, flush) = tracing_chrome::ChromeLayerBuilder::new()
+                .file(path)
+                .include_args(true)
+                .build();
+            guard._chrome = Some(flush);
+            Some(layer.with_filter(filter("info,taskhost_executor=debug")?))
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(chrome_layer)
+        .try_init()
+        .context("installing the tracing subscriber")?;
+    Ok(guard)
+}

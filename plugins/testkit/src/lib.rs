@@ -1,0 +1,181 @@
+//! `testkit`: small tasks that exercise the host — echo, sleep, fail, panic, log, progress, spin.
+//!
+//! Used by the loader's and the host's tests and by the benchmarks. Every task that takes time
+//! (`sleep`, `spin`, `progress`) honours cancellation within a few milliseconds.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use taskhost_plugin_api::{export_plugin, LogLevel, Plugin, TaskContext, TaskError};
+
+/// How often long tasks look at the cancellation flag.
+const CANCEL_POLL: Duration = Duration::from_millis(2);
+
+/// Input of `sleep` and `spin`.
+#[derive(Debug, Deserialize)]
+pub struct Millis {
+    /// Milliseconds to sleep or spin.
+    pub ms: u64,
+}
+
+/// Output of `sleep` and `spin`.
+#[derive(Debug, Serialize)]
+pub struct Elapsed {
+    /// Milliseconds actually spent.
+    pub elapsed_ms: f64,
+}
+
+/// Input of `fail`, `panic` and `log`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Message {
+    /// The message to fail, panic or log with.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Input of `progress`.
+#[derive(Debug, Deserialize)]
+pub struct Steps {
+    /// How many progress reports to send.
+    pub steps: u64,
+    /// Milliseconds to wait between reports.
+    #[serde(default)]
+    pub step_ms: u64,
+}
+
+/// `echo`: the input, unchanged.
+pub fn echo(input: &[u8], _ctx: &TaskContext<'_>) -> Result<Vec<u8>, TaskError> {
+    Ok(input.to_vec())
+}
+
+/// `sleep`: waits `ms` milliseconds without using the CPU, or until cancelled.
+pub fn sleep(input: Millis, ctx: &TaskContext<'_>) -> Result<Elapsed, TaskError> {
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(input.ms);
+    loop {
+        ctx.check_cancelled()?;
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        std::thread::sleep(CANCEL_POLL.min(deadline - now));
+    }
+    Ok(Elapsed {
+        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// `spin`: keeps one CPU busy for `ms` milliseconds, or until cancelled.
+pub fn spin(input: Millis, ctx: &TaskContext<'_>) -> Result<Elapsed, TaskError> {
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(input.ms);
+    let mut next_poll = start;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    while Instant::now() < deadline {
+        for _ in 0..1024 {
+            state = std::hint::black_box(state.rotate_left(5) ^ 0x2545_f491_4f6c_dd1d);
+        }
+        if Instant::now() >= next_poll {
+            ctx.check_cancelled()?;
+            next_poll += CANCEL_POLL;
+        }
+    }
+    Ok(Elapsed {
+        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// `fail`: always fails with `message`.
+pub fn fail(input: Message, _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+    Err(TaskError::failed(input.message))
+}
+
+/// `panic`: always panics with `message` (the SDK turns it into a `panicked` failure).
+pub fn panic(input: Message, _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+    panic!("{}", input.message)
+}
+
+/// `log`: logs `message` once at each level, error to trace, through the host context.
+pub fn log(input: Message, ctx: &TaskContext<'_>) -> Result<u32, TaskError> {
+    let levels = [
+        LogLevel::Error,
+        LogLevel::Warn,
+        LogLevel::Info,
+        LogLevel::Debug,
+        LogLevel::Trace,
+    ];
+    for level in levels {
+        ctx.log(level, format!("{} ({})", input.message, level.as_str()));
+    }
+    Ok(levels.len() as u32)
+}
+
+/// `progress`: reports progress `1..=steps` of `steps`, waiting `step_ms` between reports.
+pub fn progress(input: Steps, ctx: &TaskContext<'_>) -> Result<u64, TaskError> {
+    for done in 1..=input.steps {
+        ctx.check_cancelled()?;
+        if input.step_ms > 0 {
+            std::thread::sleep(Duration::from_millis(input.step_ms));
+        }
+        ctx.progress(done, Some(input.steps));
+    }
+    Ok(input.steps)
+}
+
+/// The plugin, as the host sees it.
+pub fn plugin() -> Plugin {
+    Plugin::new("testkit", env!("CARGO_PKG_VERSION"))
+        .raw_task("echo", "returns its input unchanged", echo)
+        .task(
+            "sleep",
+            "waits `ms` milliseconds, honouring cancellation",
+            sleep,
+        )
+        .task("spin", "keeps a CPU busy for `ms` milliseconds", spin)
+        .task("fail", "fails with `message`", fail)
+        .task("panic", "panics with `message`", panic)
+        .task("log", "logs `message` at every level", log)
+        .task("progress", "reports `steps` progress updates", progress)
+}
+
+export_plugin!(plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskhost_plugin_api::FailureKind;
+
+    #[test]
+    fn echo_returns_its_input() {
+        assert_eq!(
+            plugin().run_detached("echo", b"{\"a\":1}").unwrap(),
+            b"{\"a\":1}"
+        );
+    }
+
+    #[test]
+    fn fail_fails_with_the_message() {
+        let error = plugin()
+            .run_detached("fail", br#"{"message": "boom"}"#)
+            .unwrap_err();
+        assert_eq!(
+            (error.kind(), error.message()),
+            (FailureKind::Failed, "boom")
+        );
+    }
+
+    #[test]
+    fn sleep_waits_at_least_the_time_asked() {
+        let output = plugin().run_detached("sleep", br#"{"ms": 5}"#).unwrap();
+        let output: serde_json::Value = serde_json::from_slice(&output).unwrap();
+        assert!(output["elapsed_ms"].as_f64().unwrap() >= 5.0, "{output}");
+    }
+
+    #[test]
+    fn panic_panics_with_the_message() {
+        let panic =
+            std::panic::catch_unwind(|| plugin().run_detached("panic", br#"{"message": "oh no"}"#))
+                .unwrap_err();
+        assert_eq!(panic.downcast_ref::<String>().unwrap(), "oh no");
+    }
+}

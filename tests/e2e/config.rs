@@ -1,0 +1,209 @@
+//! Configuration: sources, `config show`, `config check` and every error message.
+
+use crate::util::Dir;
+
+#[test]
+fn env_override_wins_over_file() {
+    let dir = Dir::with_config("[pools.io]\nmax_workers = 3\n");
+    let shown = dir.run(&["config", "show"], "");
+    shown.assert_code(0);
+    assert!(
+        shown.stdout.contains("[pools.io]\nmax_workers = 3\n"),
+        "{}",
+        shown.stdout
+    );
+
+    let shown = dir.run_command(
+        dir.command()
+            .env("TASKHOST_POOLS__IO__MAX_WORKERS", "7")
+            .args(["config", "show"]),
+        "",
+    );
+    shown.assert_code(0);
+    assert!(
+        shown.stdout.contains("[pools.io]\nmax_workers = 7\n"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("then the environment"),
+        "{}",
+        shown.stdout
+    );
+}
+
+#[test]
+fn taskhost_config_env_names_the_file() {
+    let dir = Dir::new();
+    let other = dir.write("other.toml", "[pools.cpu]\nmax_workers = 5\n");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_taskhost"));
+    command
+        .current_dir(dir.path())
+        .env("TASKHOST_CONFIG", &other)
+        .args(["config", "show"]);
+    let shown = dir.run_command(&mut command, "");
+    shown.assert_code(0);
+    assert!(
+        shown.stdout.contains("[pools.cpu]\nmax_workers = 5\n"),
+        "{}",
+        shown.stdout
+    );
+}
+
+/// Each bad file, the key the message must name and a phrase it must contain.
+const BAD_CONFIGS: &[(&str, &str, &str)] = &[
+    (
+        "[pools.io]\nmax_wrokers = 3\n",
+        "pools.io.max_wrokers",
+        "unknown field",
+    ),
+    ("colour = \"red\"\n", "colour", "unknown field"),
+    (
+        "[pools.io]\nmax_workers = \"many\"\n",
+        "pools.io.max_workers",
+        "wrong type",
+    ),
+    (
+        "[pools.io]\nidle_timeout = \"30 s\"\n",
+        "pools.io.idle_timeout",
+        "without the space",
+    ),
+    (
+        "[pools.io]\nidle_timeout = \"30\"\n",
+        "pools.io.idle_timeout",
+        "unit is missing",
+    ),
+    (
+        "[pools.io]\nmax_workers = 0\n",
+        "pools.io.max_workers",
+        "found 0",
+    ),
+    (
+        "[[routes]]\ntask = \"x/*\"\npool = \"gpu\"\n",
+        "routes[0].pool",
+        "no pool named \"gpu\"",
+    ),
+    (
+        "[pools.io]\nwhen_full = \"reject\"\n",
+        "pools.io.when_full",
+        "conflicts with queue_capacity",
+    ),
+    (
+        "[pools.io]\nwhen_full = \"sometimes\"\n",
+        "pools.io.when_full",
+        "expected one of",
+    ),
+    (
+        "[logging]\nformat = \"xml\"\n",
+        "logging.format",
+        "expected one of",
+    ),
+    (
+        "[[routes]]\ntask = \"x/[\"\n",
+        "routes[0].task",
+        "invalid glob",
+    ),
+];
+
+#[test]
+fn each_config_error_names_the_file_and_key() {
+    let dir = Dir::new();
+    for (index, (text, key, phrase)) in BAD_CONFIGS.iter().enumerate() {
+        let name = format!("bad{index}.toml");
+        let file = dir.write(&name, text);
+        let checked = dir.run(&["config", "check", file.to_str().unwrap()], "");
+        checked.assert_code(2);
+        let message = checked.stderr.trim();
+        assert!(
+            message.contains(&name),
+            "{text:?}: no file name in {message:?}"
+        );
+        assert!(
+            message.contains(&format!("key `{key}`")),
+            "{text:?}: no key in {message:?}"
+        );
+        assert!(
+            message.contains(phrase),
+            "{text:?}: no {phrase:?} in {message:?}"
+        );
+    }
+}
+
+#[test]
+fn an_error_names_the_line() {
+    let dir = Dir::new();
+    let file = dir.write(
+        "lines.toml",
+        "# comment\n[pools.cpu]\nmax_workers = 2\nidle_timeout = \"1 m\"\n",
+    );
+    let checked = dir.run(&["config", "check", file.to_str().unwrap()], "");
+    checked.assert_code(2);
+    assert!(
+        checked
+            .stderr
+            .contains("lines.toml:4: key `pools.cpu.idle_timeout`"),
+        "{}",
+        checked.stderr
+    );
+}
+
+#[test]
+fn an_env_error_names_the_variable() {
+    let dir = Dir::new();
+    let checked = dir.run_command(
+        dir.command()
+            .env("TASKHOST_POOLS__CPU__IDLE_TIMEOUT", "30 s")
+            .args(["run"]),
+        "",
+    );
+    checked.assert_code(2);
+    assert!(
+        checked
+            .stderr
+            .contains("environment variable TASKHOST_POOLS__CPU__IDLE_TIMEOUT"),
+        "{}",
+        checked.stderr
+    );
+}
+
+#[test]
+fn a_good_file_checks_ok() {
+    let dir = Dir::new();
+    let checked = dir.run(&["config", "check"], "");
+    checked.assert_code(0);
+    assert!(checked.stdout.contains(": ok ("), "{}", checked.stdout);
+}
+
+#[test]
+fn a_route_that_matches_nothing_is_a_warning() {
+    let dir = Dir::with_config("[[routes]]\ntask = \"nothing/*\"\npool = \"cpu\"\n");
+    let checked = dir.run(&["config", "check"], "");
+    checked.assert_code(0);
+    assert!(
+        checked
+            .stderr
+            .contains("route `nothing/*` matches no loaded task"),
+        "{}",
+        checked.stderr
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_a_usage_error() {
+    let dir = Dir::new();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_taskhost"));
+    command
+        .current_dir(dir.path())
+        .env_remove("TASKHOST_CONFIG")
+        .args(["--config", "does-not-exist.toml", "config", "show"]);
+    let run = dir.run_command(&mut command, "");
+    run.assert_code(2);
+    assert!(run.stderr.contains("does-not-exist.toml"), "{}", run.stderr);
+}
+
+#[test]
+fn a_bad_flag_is_a_usage_error() {
+    Dir::new()
+        .run(&["run", "--no-such-flag"], "")
+        .assert_code(2);
+}
