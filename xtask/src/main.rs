@@ -342,14 +342,18 @@ fn test() -> Result<()> {
 }
 
 fn bench(rest: &[String]) -> Result<()> {
-    let quick = rest.iter().any(|a| a == "--quick");
-    let _ = quick;
-    let has_bench_crate = project_root().join("crates/taskhost-bench").exists();
-    if !has_bench_crate {
-        bail!("no benchmark crate yet (crates/taskhost-bench)");
-    }
+    // Scenarios 5 and 6 call the release plugins and the release host binary.
+    build_plugins(true)?;
+    run(cargo().args(["build", "--release", "--quiet", "--package", "taskhost"]))?;
     let mut command = cargo();
-    command.args(["run", "--release", "--package", "taskhost-bench", "--"]);
+    command.args([
+        "run",
+        "--release",
+        "--quiet",
+        "--package",
+        "taskhost-bench",
+        "--",
+    ]);
     command.args(rest.iter().map(OsStr::new));
     run(&mut command)
 }

@@ -42,10 +42,9 @@ OPTIONS:
 
 fn main() -> ExitCode {
     // smol's `blocking` reads its thread limit once, on first use; every scenario gives each pool
-    // two workers, so set it before any thread exists. Children inherit it.
-    if env::var_os("BLOCKING_MAX_THREADS").is_none() {
-        env::set_var("BLOCKING_MAX_THREADS", scenarios::WORKERS.to_string());
-    }
+    // two workers (and scenario 7 relies on exactly two to block), so set it, overriding any
+    // value from the environment, before any other thread exists. Children inherit it.
+    env::set_var("BLOCKING_MAX_THREADS", scenarios::WORKERS.to_string());
     match run() {
         Ok(code) => code,
         Err(error) => {

@@ -24,7 +24,7 @@ use tracing::{Level, Span};
 
 use crate::context::{TaskContext, TaskOptions};
 use crate::error::{BuildError, CancelReason, ResultError, SubmitError};
-use crate::future::{Shared, TaskFuture};
+use crate::future::{HasShared, Shared, TaskFuture};
 use crate::job::{Abandon, ExecuteJob, FutureJob, Job, MapCall, Plain, TaskFn, WithContext};
 use crate::metrics::{Metrics, MetricsSnapshot, Padded, WorkerSide, WorkerTotals};
 use crate::sync::{
@@ -383,7 +383,7 @@ pub(crate) struct PoolInner {
     bounded: bool,
     when_full: WhenFull,
     initializer: Option<Initializer>,
-    queue: Queue<Box<dyn Job>>,
+    queue: Queue<Arc<dyn Job>>,
     pub(crate) metrics: Metrics,
     epoch: Instant,
     /// Python's idle semaphore: released by a worker about to wait, claimed by a submitter.
@@ -550,7 +550,7 @@ impl WorkerCtx<'_> {
 }
 
 /// A refused job and why.
-type Refused = (Box<dyn Job>, Refusal);
+type Refused = (Arc<dyn Job>, Refusal);
 
 enum Refusal {
     ShutDown,
@@ -729,10 +729,10 @@ impl PoolInner {
     /// Puts a job on the queue under the pool's policy. `Ok(Some(job))`: run it here.
     fn enqueue(
         self: &Arc<Self>,
-        job: Box<dyn Job>,
+        job: Arc<dyn Job>,
         task_id: u64,
         task: Option<&str>,
-    ) -> Result<Option<Box<dyn Job>>, Refused> {
+    ) -> Result<Option<Arc<dyn Job>>, Refused> {
         self.inflight.0.fetch_add(1, Ordering::SeqCst);
         let refusal = if self.shutdown.load(Ordering::SeqCst) {
             Some(Refusal::ShutDown)
@@ -772,7 +772,7 @@ impl PoolInner {
 
     fn refuse(
         &self,
-        job: Box<dyn Job>,
+        job: Arc<dyn Job>,
         refusal: Refusal,
         task_id: u64,
         task: Option<&str>,
@@ -803,7 +803,7 @@ impl PoolInner {
     }
 
     /// Runs a job in the submitting thread (`WhenFull::CallerRuns`).
-    fn run_here(&self, job: Box<dyn Job>) {
+    fn run_here(&self, job: Arc<dyn Job>) {
         self.metrics.worker.0.inc_dequeued();
         let ctx = WorkerCtx {
             pool: self,
@@ -994,7 +994,7 @@ fn run_one(
     slot: &WorkerSlot,
     name: &str,
     (idle_token, last_end): (&Cell<bool>, &Cell<Option<Instant>>),
-    job: Box<dyn Job>,
+    job: Arc<dyn Job>,
     tasks_run: &mut usize,
 ) {
     let limit = pool.max_tasks_per_worker;
@@ -1012,7 +1012,7 @@ fn run_one(
 }
 
 /// Tries the queue a few times with a growing pause (spin, then yield) before giving up.
-fn spin_pop(queue: &Queue<Box<dyn Job>>) -> Option<Box<dyn Job>> {
+fn spin_pop(queue: &Queue<Arc<dyn Job>>) -> Option<Arc<dyn Job>> {
     for step in 0..10u32 {
         if step < 6 {
             for _ in 0..(1u32 << step) {
@@ -1194,15 +1194,15 @@ impl Executor {
         T: Send + Sync + 'static,
     {
         let id = next_task_id();
-        let shared = Shared::new(id, name);
-        let job = Box::new(FutureJob {
-            task,
-            shared: Arc::clone(&shared),
-            parent: current_parent(),
+        let cell = Arc::new(FutureJob {
+            shared: Shared::new(id, name),
+            task: Mutex::new(Some((task, current_parent()))),
             queued_at: Instant::now(),
         });
-        let future = TaskFuture { shared };
-        match self.inner.enqueue(job, id, future.name()) {
+        let future = TaskFuture {
+            cell: Arc::clone(&cell) as Arc<dyn HasShared<T>>,
+        };
+        match self.inner.enqueue(cell, id, future.name()) {
             Ok(None) => Ok(future),
             Ok(Some(job)) => {
                 self.inner.run_here(job);
@@ -1213,7 +1213,9 @@ impl Executor {
                     .into_any()
                     .downcast::<FutureJob<C, T>>()
                     .unwrap_or_else(|_| unreachable!("the job is the one just built"));
-                let task = job.task;
+                let Some((task, _parent)) = lock(&job.task).take() else {
+                    unreachable!("a refused job still has its closure");
+                };
                 Err(match refusal {
                     Refusal::ShutDown => SubmitError::ShutDown(task),
                     Refusal::Broken(why) => SubmitError::BrokenPool(task, why),
@@ -1240,8 +1242,8 @@ impl Executor {
         let id = next_task_id();
         let queued_at =
             tracing::enabled!(target: "taskhost_executor", Level::DEBUG).then(Instant::now);
-        let job = Box::new(ExecuteJob {
-            f,
+        let job = Arc::new(ExecuteJob {
+            f: Mutex::new(f),
             id,
             parent: current_parent(),
             queued_at,
@@ -1257,7 +1259,7 @@ impl Executor {
                     .into_any()
                     .downcast::<ExecuteJob<F>>()
                     .unwrap_or_else(|_| unreachable!("the job is the one just built"));
-                let f = job.f;
+                let f = job.into_closure();
                 Err(match refusal {
                     Refusal::ShutDown => SubmitError::ShutDown(f),
                     Refusal::Broken(why) => SubmitError::BrokenPool(f, why),

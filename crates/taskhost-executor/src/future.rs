@@ -1,7 +1,7 @@
 //! [`TaskFuture`]: the handle to one submitted task, and its shared state.
 //!
-//! The state is one allocation (`Arc<Shared<T>>`) shared by every clone of the future and by the
-//! queued work item. Its lifecycle is one atomic byte, so a task that nobody waits on completes
+//! The state (`Shared<T>`) lives inside the task's single allocation (the queued work item,
+//! `FutureJob`), which every clone of the future shares. Its lifecycle is one atomic byte, so a task that nobody waits on completes
 //! without taking any lock: the mutex is touched only when a waiter, callback, waker or watcher has
 //! registered (the `HAS_WAITERS` bit says so).
 
@@ -11,7 +11,6 @@ use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::context::StopSource;
 use crate::error::{CancelReason, ResultError, TaskError};
 use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
 use crate::wait::Watch;
@@ -113,21 +112,22 @@ pub(crate) struct Shared<T> {
     condvar: Condvar,
 }
 
-impl<T> StopSource for Shared<T>
-where
-    T: Send + Sync + 'static,
-{
-    fn stop_requested(&self) -> bool {
-        self.stop_requested.load(Ordering::Acquire)
-    }
-    fn mark_observed(&self) {
-        self.stop_observed.store(true, Ordering::Relaxed);
-    }
+/// Whatever holds a future's shared state (the job that also holds the closure).
+pub(crate) trait HasShared<T>: Send + Sync + 'static {
+    fn shared(&self) -> &Shared<T>;
 }
 
 impl<T: Send + Sync + 'static> Shared<T> {
-    pub(crate) fn new(id: u64, name: Option<Arc<str>>) -> Arc<Self> {
-        Arc::new(Shared {
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_observed(&self) {
+        self.stop_observed.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn new(id: u64, name: Option<Arc<str>>) -> Self {
+        Shared {
             id,
             name,
             state: AtomicU8::new(PENDING),
@@ -142,7 +142,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
                 watchers: Vec::new(),
             }),
             condvar: Condvar::new(),
-        })
+        }
     }
 
     fn load(&self) -> u8 {
@@ -189,7 +189,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
 
     /// Publishes the outcome of a run (state must be RUNNING, owned by the caller). Returns
     /// whether anyone had registered (and so was woken or had callbacks run).
-    pub(crate) fn complete(self: &Arc<Self>, outcome: Outcome<T>) -> bool {
+    pub(crate) fn complete(&self, outcome: Outcome<T>, owner: &dyn Fn() -> TaskFuture<T>) -> bool {
         let to = match outcome {
             Outcome::Value(_) => FINISHED,
             Outcome::Panicked(_) => FAILED,
@@ -197,24 +197,28 @@ impl<T: Send + Sync + 'static> Shared<T> {
         };
         let _ = self.outcome.set(outcome);
         match self.transition(RUNNING, to) {
-            Ok(previous) => self.notify(previous),
+            Ok(previous) => self.notify(previous, owner),
             Err(_) => false,
         }
     }
 
     /// Ends a running task as cancelled because it honoured a stop request.
-    pub(crate) fn complete_stopped(self: &Arc<Self>) -> bool {
+    pub(crate) fn complete_stopped(&self, owner: &dyn Fn() -> TaskFuture<T>) -> bool {
         match self.transition(RUNNING, CANCELLED_STOP) {
-            Ok(previous) => self.notify(previous),
+            Ok(previous) => self.notify(previous, owner),
             Err(_) => false,
         }
     }
 
     /// Cancels a pending future for `reason`; true if this call cancelled it.
-    pub(crate) fn cancel_pending(self: &Arc<Self>, reason: CancelReason) -> bool {
+    pub(crate) fn cancel_pending(
+        &self,
+        reason: CancelReason,
+        owner: &dyn Fn() -> TaskFuture<T>,
+    ) -> bool {
         match self.transition(PENDING, cancelled_state(reason)) {
             Ok(previous) => {
-                self.notify(previous);
+                self.notify(previous, owner);
                 true
             }
             Err(_) => false,
@@ -222,17 +226,18 @@ impl<T: Send + Sync + 'static> Shared<T> {
     }
 
     /// Fails a pending future because the pool broke; true if this call resolved it.
-    pub(crate) fn break_pending(self: &Arc<Self>, message: &str) -> bool {
+    pub(crate) fn break_pending(&self, message: &str, owner: &dyn Fn() -> TaskFuture<T>) -> bool {
         // Claim it first, so that the message is in place before the state says "done".
         if self.transition(PENDING, RUNNING).is_err() {
             return false;
         }
-        self.complete(Outcome::Broken(message.to_owned()));
+        self.complete(Outcome::Broken(message.to_owned()), owner);
         true
     }
 
     /// Wakes whoever registered, if anyone did (`previous` is the raw state before the change).
-    fn notify(self: &Arc<Self>, previous: u8) -> bool {
+    /// `owner` builds a future handle for the callbacks.
+    fn notify(&self, previous: u8, owner: &dyn Fn() -> TaskFuture<T>) -> bool {
         if previous & HAS_WAITERS == 0 {
             return false;
         }
@@ -254,9 +259,10 @@ impl<T: Send + Sync + 'static> Shared<T> {
         for waker in wakers {
             waker.wake();
         }
-        let future = TaskFuture {
-            shared: Arc::clone(self),
-        };
+        if callbacks.is_empty() {
+            return true;
+        }
+        let future = owner();
         for callback in callbacks {
             future.run_callback(callback);
         }
@@ -331,13 +337,14 @@ fn ns_duration(ns: u64) -> Option<Duration> {
 /// assert!(f.done() && !f.cancelled());
 /// ```
 pub struct TaskFuture<T> {
-    pub(crate) shared: Arc<Shared<T>>,
+    /// The job that holds this future's state (and, until it runs, the closure).
+    pub(crate) cell: Arc<dyn HasShared<T>>,
 }
 
 impl<T> Clone for TaskFuture<T> {
     fn clone(&self) -> Self {
         TaskFuture {
-            shared: Arc::clone(&self.shared),
+            cell: Arc::clone(&self.cell),
         }
     }
 }
@@ -345,14 +352,18 @@ impl<T> Clone for TaskFuture<T> {
 impl<T: Send + Sync + 'static> fmt::Debug for TaskFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskFuture")
-            .field("id", &self.shared.id)
-            .field("name", &self.shared.name)
+            .field("id", &self.sh().id)
+            .field("name", &self.sh().name)
             .field("state", &self.state())
             .finish()
     }
 }
 
 impl<T: Send + Sync + 'static> TaskFuture<T> {
+    fn sh(&self) -> &Shared<T> {
+        self.cell.shared()
+    }
+
     /// The task's id, unique within the process, as in the tracing field `task_id`.
     ///
     /// ```
@@ -362,7 +373,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert_ne!(a.id(), b.id());
     /// ```
     pub fn id(&self) -> u64 {
-        self.shared.id
+        self.sh().id
     }
 
     /// The task's name from [`TaskOptions::name`](crate::TaskOptions::name), if it has one.
@@ -374,7 +385,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert_eq!(f.name(), Some("hash"));
     /// ```
     pub fn name(&self) -> Option<&str> {
-        self.shared.name.as_deref()
+        self.sh().name.as_deref()
     }
 
     /// The current state.
@@ -387,7 +398,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert_eq!(f.state(), FutureState::Finished);
     /// ```
     pub fn state(&self) -> FutureState {
-        match self.shared.load() {
+        match self.sh().load() {
             PENDING => FutureState::Pending,
             RUNNING => FutureState::Running,
             FINISHED | FAILED => FutureState::Finished,
@@ -414,7 +425,9 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     pub fn cancel(&self) -> bool {
         // The pool counts the cancellation (and emits `task.cancelled`) when the item leaves
         // the queue, so that a future need not hold a reference to its pool.
-        self.shared.cancel_pending(CancelReason::User) || self.cancelled()
+        self.sh()
+            .cancel_pending(CancelReason::User, &|| self.clone())
+            || self.cancelled()
     }
 
     /// Whether the future ended cancelled (for any [`CancelReason`]).
@@ -427,7 +440,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert!(!f.cancelled());
     /// ```
     pub fn cancelled(&self) -> bool {
-        self.shared.load() >= CANCELLED_USER
+        self.sh().load() >= CANCELLED_USER
     }
 
     /// Why the future was cancelled, if it was.
@@ -443,7 +456,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// tx.send(()).unwrap();
     /// ```
     pub fn cancel_reason(&self) -> Option<CancelReason> {
-        match self.shared.load() {
+        match self.sh().load() {
             CANCELLED_USER => Some(CancelReason::User),
             CANCELLED_SHUTDOWN => Some(CancelReason::Shutdown),
             CANCELLED_BROKEN => Some(CancelReason::BrokenPool),
@@ -462,7 +475,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert!(!f.running());
     /// ```
     pub fn running(&self) -> bool {
-        self.shared.load() == RUNNING
+        self.sh().load() == RUNNING
     }
 
     /// Whether the future is finished or cancelled.
@@ -475,7 +488,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert!(f.done());
     /// ```
     pub fn done(&self) -> bool {
-        is_done(self.shared.load())
+        is_done(self.sh().load())
     }
 
     /// Blocks until the task is done or `timeout` passes (`None`: no limit), then returns a
@@ -494,11 +507,11 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert_eq!(boom.result(None), Err(ResultError::Panicked("boom".into())));
     /// ```
     pub fn result(&self, timeout: Option<Duration>) -> Result<&T, ResultError> {
-        if !self.shared.wait_done(timeout) {
+        if !self.sh().wait_done(timeout) {
             return Err(ResultError::Timeout);
         }
-        match self.shared.load() {
-            FINISHED | FAILED | CANCELLED_BROKEN => match self.shared.outcome.get() {
+        match self.sh().load() {
+            FINISHED | FAILED | CANCELLED_BROKEN => match self.sh().outcome.get() {
                 Some(Outcome::Value(value)) => Ok(value),
                 Some(Outcome::Panicked(message)) => Err(ResultError::Panicked(message.clone())),
                 Some(Outcome::Broken(message)) => Err(ResultError::BrokenPool(message.clone())),
@@ -548,7 +561,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     where
         C: FnOnce(&TaskFuture<T>) + Send + 'static,
     {
-        let (mut guard, done) = self.shared.register();
+        let (mut guard, done) = self.sh().register();
         if done {
             drop(guard);
             self.run_callback(Box::new(callback));
@@ -564,8 +577,8 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
                 name: "callback.panicked",
                 target: "taskhost_executor",
                 tracing::Level::ERROR,
-                task_id = self.shared.id,
-                task = self.shared.name.as_deref(),
+                task_id = self.sh().id,
+                task = self.sh().name.as_deref(),
                 panic = %message,
                 "callback.panicked"
             );
@@ -594,7 +607,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert_eq!(f.result(None), Err(ResultError::Cancelled(CancelReason::StopRequested)));
     /// ```
     pub fn request_stop(&self) -> bool {
-        self.shared.stop_requested.store(true, Ordering::Release);
+        self.sh().stop_requested.store(true, Ordering::Release);
         !self.done()
     }
 
@@ -608,7 +621,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert!(f.stop_requested());
     /// ```
     pub fn stop_requested(&self) -> bool {
-        self.shared.stop_requested.load(Ordering::Acquire)
+        self.sh().stop_requested.load(Ordering::Acquire)
     }
 
     /// How long the task waited in the queue and how long it ran (each `None` until known).
@@ -622,14 +635,14 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// ```
     pub fn timings(&self) -> TaskTimings {
         TaskTimings {
-            queue_wait: ns_duration(self.shared.queue_wait_ns.load(Ordering::Relaxed)),
-            run_time: ns_duration(self.shared.run_ns.load(Ordering::Relaxed)),
+            queue_wait: ns_duration(self.sh().queue_wait_ns.load(Ordering::Relaxed)),
+            run_time: ns_duration(self.sh().run_ns.load(Ordering::Relaxed)),
         }
     }
 
     /// Registers a multi-future watcher; false if the future is already done.
     pub(crate) fn watch(&self, watch: &Arc<Watch>, index: usize) -> bool {
-        let (mut guard, done) = self.shared.register();
+        let (mut guard, done) = self.sh().register();
         if !done {
             guard.watchers.push((Arc::clone(watch), index));
         }
@@ -638,7 +651,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
 
     /// Removes a watcher registered with [`watch`](Self::watch).
     pub(crate) fn unwatch(&self, watch: &Arc<Watch>) {
-        let mut guard = lock(&self.shared.waiters);
+        let mut guard = lock(&self.sh().waiters);
         guard.watchers.retain(|(w, _)| !Arc::ptr_eq(w, watch));
     }
 }
@@ -648,7 +661,7 @@ impl<T: Clone + Send + Sync + 'static> std::future::Future for TaskFuture<T> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if !self.done() {
-            let (mut guard, done) = self.shared.register();
+            let (mut guard, done) = self.sh().register();
             if !done {
                 if !guard.wakers.iter().any(|w| w.will_wake(cx.waker())) {
                     guard.wakers.push(cx.waker().clone());

@@ -1,4 +1,5 @@
-//! Work items: a task's closure boxed once together with what the worker needs to run it.
+//! Work items. A task with a future is **one allocation**: the closure lives inside the same
+//! `Arc` as the future's shared state (`FutureJob`), and the queue carries that `Arc`.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -6,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use tracing::Span;
 
-use crate::context::TaskContext;
+use crate::context::{StopSource, TaskContext};
 use crate::error::CancelReason;
 use crate::executor::{emit_cancelled, panic_message, PoolInner, WorkerCtx};
-use crate::future::{Outcome, Shared};
-use crate::sync::Arc;
+use crate::future::{HasShared, Outcome, Shared, TaskFuture};
+use crate::sync::{lock, Arc, Mutex};
 
 /// Why a queued item is being dropped without running.
 #[derive(Clone, Copy)]
@@ -20,18 +21,19 @@ pub(crate) enum Abandon<'a> {
 }
 
 /// One item on the work queue.
-pub(crate) trait Job: Send {
+pub(crate) trait Job: Send + Sync {
     /// Runs the item (or skips it if its future was cancelled); true if it ran.
-    fn run(self: Box<Self>, worker: &WorkerCtx<'_>) -> bool;
+    fn run(self: Arc<Self>, worker: &WorkerCtx<'_>) -> bool;
     /// Resolves the item without running it.
-    fn abandon(self: Box<Self>, pool: &PoolInner, why: Abandon<'_>);
-    /// The boxed item as `Any`, so a refused submission can hand the closure back.
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+    fn abandon(self: Arc<Self>, pool: &PoolInner, why: Abandon<'_>);
+    /// The item as `Any`, so a refused submission can hand the closure back.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
 /// A task body: a plain closure, a closure that wants its context, or one `map` item.
 pub(crate) trait TaskFn<T>: Send + 'static {
-    fn call(self, shared: &Arc<Shared<T>>) -> T;
+    /// Runs the body; `context` builds the task's context if the body wants one.
+    fn call(self, context: &dyn Fn() -> TaskContext) -> T;
 }
 
 /// `FnOnce() -> T`.
@@ -41,7 +43,7 @@ impl<F, T> TaskFn<T> for Plain<F>
 where
     F: FnOnce() -> T + Send + 'static,
 {
-    fn call(self, _shared: &Arc<Shared<T>>) -> T {
+    fn call(self, _context: &dyn Fn() -> TaskContext) -> T {
         (self.0)()
     }
 }
@@ -52,14 +54,9 @@ pub(crate) struct WithContext<F>(pub(crate) F);
 impl<F, T> TaskFn<T> for WithContext<F>
 where
     F: FnOnce(&TaskContext) -> T + Send + 'static,
-    T: Send + Sync + 'static,
 {
-    fn call(self, shared: &Arc<Shared<T>>) -> T {
-        let context = TaskContext {
-            task_id: shared.id,
-            source: Arc::clone(shared) as Arc<dyn crate::context::StopSource>,
-        };
-        (self.0)(&context)
+    fn call(self, context: &dyn Fn() -> TaskContext) -> T {
+        (self.0)(&context())
     }
 }
 
@@ -74,17 +71,61 @@ where
     F: Fn(A) -> T + Send + Sync + 'static,
     A: Send + 'static,
 {
-    fn call(self, _shared: &Arc<Shared<T>>) -> T {
+    fn call(self, _context: &dyn Fn() -> TaskContext) -> T {
         (self.f)(self.item)
     }
 }
 
-/// A task with a future.
+/// A task with a future: the future's state and the closure, in one allocation.
 pub(crate) struct FutureJob<C, T> {
-    pub(crate) task: C,
-    pub(crate) shared: Arc<Shared<T>>,
-    pub(crate) parent: Span,
+    pub(crate) shared: Shared<T>,
+    /// The closure and the submitter's span, taken (under an uncontended lock) by whoever runs
+    /// or drops the task, so neither lives on with the futures (a live span handle would keep
+    /// the submitter's span open).
+    pub(crate) task: Mutex<Option<(C, Span)>>,
     pub(crate) queued_at: Instant,
+}
+
+impl<C, T> HasShared<T> for FutureJob<C, T>
+where
+    C: TaskFn<T>,
+    T: Send + Sync + 'static,
+{
+    fn shared(&self) -> &Shared<T> {
+        &self.shared
+    }
+}
+
+impl<C, T> StopSource for FutureJob<C, T>
+where
+    C: TaskFn<T>,
+    T: Send + Sync + 'static,
+{
+    fn stop_requested(&self) -> bool {
+        self.shared.stop_requested()
+    }
+    fn mark_observed(&self) {
+        self.shared.mark_observed();
+    }
+}
+
+impl<C, T> FutureJob<C, T>
+where
+    C: TaskFn<T>,
+    T: Send + Sync + 'static,
+{
+    /// A future handle on this job (built only when a callback needs one).
+    fn future(self: &Arc<Self>) -> TaskFuture<T> {
+        TaskFuture {
+            cell: Arc::clone(self) as Arc<dyn HasShared<T>>,
+        }
+    }
+
+    /// Drops the closure early (cancelled items), so captured data does not live as long as
+    /// the futures do.
+    fn drop_task(&self) {
+        drop(lock(&self.task).take());
+    }
 }
 
 impl<C, T> Job for FutureJob<C, T>
@@ -92,31 +133,36 @@ where
     C: TaskFn<T>,
     T: Send + Sync + 'static,
 {
-    fn run(self: Box<Self>, worker: &WorkerCtx<'_>) -> bool {
-        let FutureJob {
-            task,
-            shared,
-            parent,
-            queued_at,
-        } = *self;
+    fn run(self: Arc<Self>, worker: &WorkerCtx<'_>) -> bool {
         let pool = worker.pool;
+        let shared = &self.shared;
         if !shared.try_start() {
             // Cancelled while queued: skip it, as Python's worker does. The cancellation is
             // counted here, when the item leaves the queue (the future has no pool reference).
+            self.drop_task();
             pool.metrics.inc_cancelled();
             emit_cancelled(pool, shared.id, shared.name.as_deref(), CancelReason::User);
             return false;
         }
+        let Some((task, parent)) = lock(&self.task).take() else {
+            unreachable!("a pending item still has its closure");
+        };
         let name = shared.name.as_deref();
         let started = worker.start_instant();
-        let waited = started.saturating_duration_since(queued_at);
+        let waited = started.saturating_duration_since(self.queued_at);
         shared.record_queue_wait(waited);
         let span = worker.begin(shared.id, &shared.name, name, &parent, started, waited);
+        drop(parent);
         let _entered = span.enter();
-        let result = catch_unwind(AssertUnwindSafe(|| task.call(&shared)));
+        let context = || TaskContext {
+            task_id: shared.id,
+            source: Arc::clone(&self) as Arc<dyn StopSource>,
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| task.call(&context)));
         let ran = worker.end_instant().saturating_duration_since(started);
         shared.record_run_time(ran);
         worker.end();
+        let owner = || self.future();
         let outcome = match result {
             Ok(value) => {
                 if shared.stop_was_observed() {
@@ -124,7 +170,7 @@ where
                     pool.metrics.inc_cancelled();
                     emit_cancelled(pool, shared.id, name, CancelReason::StopRequested);
                     worker.before_publish();
-                    if shared.complete_stopped() {
+                    if shared.complete_stopped(&owner) {
                         worker.forget_clock();
                     }
                     return true;
@@ -141,7 +187,7 @@ where
             }
         };
         worker.before_publish();
-        if shared.complete(outcome) {
+        if shared.complete(outcome, &owner) {
             // Waking waiters and running callbacks took time: the next task cannot reuse
             // this task's end as its start.
             worker.forget_clock();
@@ -149,13 +195,15 @@ where
         true
     }
 
-    fn abandon(self: Box<Self>, pool: &PoolInner, why: Abandon<'_>) {
+    fn abandon(self: Arc<Self>, pool: &PoolInner, why: Abandon<'_>) {
+        self.drop_task();
         let shared = &self.shared;
         // Counted before the future says done, so a reader of a done future sees it counted.
         pool.metrics.inc_cancelled();
+        let owner = || self.future();
         let resolved = match why {
-            Abandon::Shutdown => shared.cancel_pending(CancelReason::Shutdown),
-            Abandon::Broken(message) => shared.break_pending(message),
+            Abandon::Shutdown => shared.cancel_pending(CancelReason::Shutdown, &owner),
+            Abandon::Broken(message) => shared.break_pending(message, &owner),
         };
         // Not resolved here: the user cancelled it while it was queued; count it now.
         let reason = match why {
@@ -166,31 +214,53 @@ where
         emit_cancelled(pool, shared.id, shared.name.as_deref(), reason);
     }
 
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
 }
 
 /// A fire-and-forget task ([`Executor::execute`](crate::Executor::execute)): no future at all.
+/// Its `Arc` is never shared, so the closure comes out without taking the lock.
 pub(crate) struct ExecuteJob<F> {
-    pub(crate) f: F,
+    pub(crate) f: Mutex<F>,
     pub(crate) id: u64,
     pub(crate) parent: Span,
     /// Only read for the `waited_us` field, so only taken when that event is enabled.
     pub(crate) queued_at: Option<Instant>,
 }
 
+impl<F> ExecuteJob<F> {
+    /// The job, out of its (never shared) `Arc`.
+    fn unwrap(self: Arc<Self>) -> ExecuteJob<F> {
+        match Arc::into_inner(self) {
+            Some(job) => job,
+            None => unreachable!("an execute job is never shared"),
+        }
+    }
+
+    /// The closure, out of the (never shared) job.
+    pub(crate) fn into_closure(self: Arc<Self>) -> F {
+        self.unwrap()
+            .f
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl<F> Job for ExecuteJob<F>
 where
     F: FnOnce() + Send + 'static,
 {
-    fn run(self: Box<Self>, worker: &WorkerCtx<'_>) -> bool {
+    fn run(self: Arc<Self>, worker: &WorkerCtx<'_>) -> bool {
         let ExecuteJob {
             f,
             id,
             parent,
             queued_at,
-        } = *self;
+        } = self.unwrap();
+        let f = f
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let started = worker.start_instant();
         let waited = queued_at.map_or(Duration::ZERO, |q| started.saturating_duration_since(q));
         let span = worker.begin(id, &None, None, &parent, started, waited);
@@ -212,7 +282,7 @@ where
         true
     }
 
-    fn abandon(self: Box<Self>, pool: &PoolInner, why: Abandon<'_>) {
+    fn abandon(self: Arc<Self>, pool: &PoolInner, why: Abandon<'_>) {
         pool.metrics.inc_cancelled();
         let reason = match why {
             Abandon::Shutdown => CancelReason::Shutdown,
@@ -221,7 +291,7 @@ where
         emit_cancelled(pool, self.id, None, reason);
     }
 
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
 }

@@ -734,7 +734,7 @@ fn p12_default_max_workers_zero_is_an_error_and_thread_names() {
 }
 
 #[test]
-fn p12_counter_sanity_for_blocking_tasks() {
+fn p01_a_burst_of_tasks_all_run() {
     // Guards the gate helper the other tests lean on.
     let pool = Executor::new(2).unwrap();
     let counter = Arc::new(AtomicUsize::new(0));
@@ -749,4 +749,24 @@ fn p12_counter_sanity_for_blocking_tasks() {
         f.result(None).unwrap();
     }
     assert_eq!(counter.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn p05_a_skipped_items_closure_is_dropped_even_while_its_future_lives() {
+    let pool = Executor::new(1).unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    pool.submit(move || g.wait()).unwrap();
+    let captured = Arc::new(());
+    let c = captured.clone();
+    let f = pool.submit(move || drop(c)).unwrap();
+    assert!(f.cancel());
+    gate.open();
+    pool.shutdown(true, false);
+    assert!(f.cancelled());
+    assert_eq!(
+        Arc::strong_count(&captured),
+        1,
+        "the skipped closure was dropped"
+    );
 }
