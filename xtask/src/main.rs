@@ -312,16 +312,43 @@ fn build_c_plugin(plugin: &CPluginDir, out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Builds the plugins and runs `taskhost demo`. Unless told otherwise, the outcome records go to
+/// `target/demo/outcomes.jsonl` and a Chrome trace to `target/demo/trace.json`; a few records
+/// are shown at the end.
 fn demo(release: bool, rest: &[String]) -> Result<()> {
     build_plugins(release)?;
+    let extra: Vec<&String> = rest.iter().filter(|a| *a != "--release").collect();
+    let out_dir = metadata()?.target_directory.join("demo");
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let outcomes = out_dir.join("outcomes.jsonl");
+    let trace = out_dir.join("trace.json");
+    let defaults = extra.is_empty();
     let mut command = cargo();
     command.arg("run");
     if release {
         command.arg("--release");
     }
     command.args(["--quiet", "--package", "taskhost", "--", "demo"]);
-    command.args(rest.iter().filter(|a| *a != "--release"));
-    run(&mut command)
+    if defaults {
+        command.arg("--output").arg(&outcomes);
+        command.arg("--trace-chrome").arg(&trace);
+    }
+    command.args(extra);
+    run(&mut command)?;
+    if defaults {
+        let text = fs::read_to_string(&outcomes)
+            .with_context(|| format!("reading {}", outcomes.display()))?;
+        println!("\nfirst outcome records ({} in all):", text.lines().count());
+        for line in text.lines().take(3) {
+            println!("  {line}");
+        }
+        println!("\noutcomes: {}", outcomes.display());
+        println!(
+            "trace:    {} (open it at https://ui.perfetto.dev)",
+            trace.display()
+        );
+    }
+    Ok(())
 }
 
 fn test() -> Result<()> {
