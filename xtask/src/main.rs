@@ -25,6 +25,7 @@ commands:
   demo [--release]            build the plugins and run the demo batch on the default config
   test                        everything CI checks: fmt, clippy, plugins, cargo test
   bench [--quick]             run the benchmarks against the peers and write the report
+  soak [--secs N] [--seed N]  minutes of random load on several pools, then an audit (default 300 s)
   ci                          same as `test`
 ";
 
@@ -43,6 +44,7 @@ fn main() -> Result<()> {
         "demo" => demo(release, rest),
         "test" | "ci" => test(),
         "bench" => bench(rest),
+        "soak" => soak(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
@@ -365,7 +367,30 @@ fn test() -> Result<()> {
     run(cargo()
         .args(["test", "--workspace"])
         .env("TASKHOST_TEST_PLUGIN_DIR", &plugins))?;
+    // The short soak: the same audit as `cargo xtask soak`, for 10 seconds.
+    run(cargo().args(SOAK).args(["--secs", "10"]))?;
     Ok(())
+}
+
+const SOAK: [&str; 7] = [
+    "run",
+    "--quiet",
+    "--package",
+    "taskhost-executor",
+    "--example",
+    "soak",
+    "--",
+];
+
+/// `cargo xtask soak`: the soak in release mode, 300 seconds unless `--secs` says otherwise.
+fn soak(rest: &[String]) -> Result<()> {
+    let mut command = cargo();
+    command.args(["run", "--release"]).args(&SOAK[1..]);
+    if !rest.iter().any(|a| a == "--secs") {
+        command.args(["--secs", "300"]);
+    }
+    command.args(rest);
+    run(&mut command)
 }
 
 fn bench(rest: &[String]) -> Result<()> {
