@@ -6,7 +6,10 @@
 
 mod util;
 
+mod bad_input;
 mod config;
+mod journal;
 mod run;
 mod signals;
 mod trace;
+mod trust;

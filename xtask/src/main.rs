@@ -159,6 +159,20 @@ fn metadata() -> Result<Metadata> {
     })
 }
 
+/// The loader refuses plugin files and folders that group or others may write to (see the
+/// README's "Plugin trust"); under a umask of 002 cargo would leave them so. Mode 0755.
+fn owner_writable_only(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {} to 0755", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Builds every plugin under `plugins/` and copies the libraries into `target/plugins/`:
 /// the cdylib packages with cargo, the C plugins (folders with `.c` files and no `Cargo.toml`)
 /// with the machine's C compiler. Returns that folder.
@@ -166,6 +180,7 @@ fn build_plugins(release: bool) -> Result<PathBuf> {
     let metadata = metadata()?;
     let out_dir = metadata.target_directory.join("plugins");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    owner_writable_only(&out_dir)?;
     let c_plugins = c_plugins(&project_root().join("plugins"))?;
     if metadata.plugins.is_empty() && c_plugins.is_empty() {
         eprintln!("no plugins under plugins/ yet");
@@ -211,6 +226,7 @@ fn build_rust_plugins(metadata: &Metadata, out_dir: &Path, release: bool) -> Res
         let partial = out_dir.join(format!(".{file}.partial"));
         fs::copy(&from, &partial)
             .with_context(|| format!("copying {} to {}", from.display(), partial.display()))?;
+        owner_writable_only(&partial)?;
         fs::rename(&partial, &to).with_context(|| format!("renaming to {}", to.display()))?;
         eprintln!("plugin {} -> {}", plugin.package, to.display());
     }
@@ -320,6 +336,7 @@ fn build_c_plugin(plugin: &CPluginDir, out_dir: &Path) -> Result<()> {
             display(&command)
         );
     }
+    owner_writable_only(&partial)?;
     fs::rename(&partial, &to).with_context(|| format!("renaming to {}", to.display()))?;
     eprintln!("plugin {} (C) -> {}", plugin.name, to.display());
     Ok(())

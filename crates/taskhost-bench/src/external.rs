@@ -30,6 +30,9 @@ use crate::scenarios::{Plan, WORKERS};
 /// The name of the row of scenario 5 that calls through the ABI.
 pub const THROUGH_THE_ABI: &str = "through the ABI (loader)";
 
+/// The name of the row of scenario 5 that calls a C plugin through the C ABI.
+pub const THROUGH_THE_C_ABI: &str = "through the C ABI (loader)";
+
 /// The input of every `testkit/echo` call: a small JSON object like a real work item's.
 const ECHO_INPUT: &[u8] = br#"{"n":12345,"text":"hello, taskhost","ok":true}"#;
 
@@ -150,14 +153,32 @@ pub fn plugin_call(plan: &Plan) -> ScenarioReport {
         row_from(THROUGH_THE_ABI, through_abi)
             .with_extra("`PluginTask::run` with a `TracingContext`"),
     );
+
+    let through_c_abi = plugins
+        .task("csample/echo")
+        .context("no `csample/echo`: run `cargo xtask build-plugins --release` first")
+        .map(|task| {
+            let context = TracingContext::new(&task);
+            time_calls(plan.plugin_calls, plan.plugin_reps, || {
+                task.run(black_box(ECHO_INPUT), &context)
+                    .map_or(0, |output| output.len())
+            })
+        });
+    report.rows.push(
+        row_from(THROUGH_THE_C_ABI, through_c_abi)
+            .with_extra("`csample/echo`, a C plugin: `PluginTask::run` with a `TracingContext`"),
+    );
     report.compute_ratios();
-    let floor = report.rows[0].summary.map(|summary| summary.median);
-    if let (Some(floor), Some(abi)) = (floor, report.rows[2].summary.map(|summary| summary.median))
-    {
-        report.notes.push(format!(
-            "The ABI adds {} ns per call over the direct call (median).",
-            figure(abi - floor)
-        ));
+    let median = |index: usize| report.rows[index].summary.map(|summary| summary.median);
+    if let Some(floor) = median(0) {
+        for (index, what) in [(2, "The abi_stable ABI"), (3, "The C ABI")] {
+            if let Some(through) = median(index) {
+                report.notes.push(format!(
+                    "{what} adds {} ns per call over the direct call (median).",
+                    figure(through - floor)
+                ));
+            }
+        }
     }
     report
 }

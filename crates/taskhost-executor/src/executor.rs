@@ -13,6 +13,9 @@
 //!   item. SeqCst fences on both sides rule out the store-buffering interleaving.
 //! * Shutdown and broken-pool drains first wait until no submit is in flight (`inflight`), so no
 //!   item can land behind the point where workers stop.
+//! * Once every worker that can exist is alive and none can retire while the pool is open (no
+//!   idle timeout, no task limit), no thread will ever start again: submitters and workers then
+//!   leave the idle tokens alone (`PoolInner::saturated`), so the busy case is a plain load.
 
 use std::cell::Cell;
 use std::fmt;
@@ -28,7 +31,8 @@ use crate::future::{HasShared, Shared, TaskFuture};
 use crate::job::{Abandon, ExecuteJob, FutureJob, Job, MapCall, Plain, TaskFn, WithContext};
 use crate::metrics::{Metrics, MetricsSnapshot, Padded, WorkerSide, WorkerTotals};
 use crate::sync::{
-    fence, lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, Popped, Queue,
+    fence, lock, spin_wait, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering,
+    Popped, Queue, Striped,
 };
 
 /// The tracing target of every event and span this crate emits (for filters such as
@@ -41,8 +45,25 @@ pub const TRACING_TARGET: &str = "taskhost_executor";
 
 static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Task ids are handed to each submitting thread in blocks, so that submitters do not all
+/// bump one shared counter.
+const ID_BLOCK: u64 = 1024;
+
 fn next_task_id() -> u64 {
-    NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed)
+    thread_local! {
+        /// The next id of this thread's block, and the end of the block.
+        static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    IDS.try_with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_TASK_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
+    .unwrap_or_else(|_| NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The text of a panic payload.
@@ -322,7 +343,7 @@ impl ExecutorBuilder {
             epoch: Instant::now(),
             idle_tokens: Padded(AtomicUsize::new(0)),
             alive: AtomicUsize::new(0),
-            inflight: Padded(AtomicUsize::new(0)),
+            inflight: Striped::default(),
             shutdown: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             broken: AtomicBool::new(false),
@@ -342,7 +363,6 @@ impl ExecutorBuilder {
 }
 
 /// What one worker is running now, for [`ShutdownReport`].
-#[derive(Default)]
 pub(crate) struct WorkerSlot {
     /// This worker's own counters (summed by `Executor::metrics`).
     counts: Padded<WorkerSide>,
@@ -350,6 +370,18 @@ pub(crate) struct WorkerSlot {
     started_ns: AtomicU64,
     has_name: AtomicBool,
     name: Mutex<Option<Arc<str>>>,
+}
+
+impl Default for WorkerSlot {
+    fn default() -> Self {
+        WorkerSlot {
+            counts: Padded(WorkerSide::sole_writer()),
+            task_id: AtomicU64::new(0),
+            started_ns: AtomicU64::new(0),
+            has_name: AtomicBool::new(false),
+            name: Mutex::new(None),
+        }
+    }
 }
 
 struct WorkerRecord {
@@ -391,9 +423,9 @@ pub(crate) struct PoolInner {
     idle_tokens: Padded<AtomicUsize>,
     /// Worker threads counted alive (the spawn decision reads it).
     alive: AtomicUsize,
-    /// Submits between their shutdown check and their push.
-    /// (On its own cache line: written by every submit.)
-    inflight: Padded<AtomicUsize>,
+    /// Submits between their shutdown check and their push, per stripe (each submitting
+    /// thread writes its own stripe's line; shutdown waits for every stripe to read zero).
+    inflight: Striped<AtomicUsize>,
     /// No more submits.
     shutdown: AtomicBool,
     /// No more submits and none in flight: a worker that finds the queue empty exits.
@@ -419,19 +451,23 @@ pub(crate) struct WorkerCtx<'a> {
     last_task: bool,
     /// The instant the previous task ended, if this item was dequeued right after it (no
     /// waiting in between): it doubles as this task's start, saving a clock read per task.
-    clock: Option<&'a Cell<Option<Instant>>>,
+    clock: Option<&'a Cell<Option<u64>>>,
 }
 
 impl WorkerCtx<'_> {
     /// When the task starts: the previous task's end if this item was dequeued straight after
     /// it (the difference is one `try_pop`), the clock otherwise.
-    pub(crate) fn start_instant(&self) -> Instant {
-        self.clock.and_then(Cell::take).unwrap_or_else(Instant::now)
+    /// In ns since the pool's epoch, like every per-task instant (plain integer arithmetic
+    /// from here on, not `Instant`/`Duration` math).
+    pub(crate) fn start_ns(&self) -> u64 {
+        self.clock
+            .and_then(Cell::take)
+            .unwrap_or_else(|| self.pool.now_ns())
     }
 
     /// Reads the clock at the end of a task, and keeps it for the next task's start.
-    pub(crate) fn end_instant(&self) -> Instant {
-        let now = Instant::now();
+    pub(crate) fn end_ns(&self) -> u64 {
+        let now = self.pool.now_ns();
         if let Some(clock) = self.clock {
             clock.set(Some(now));
         }
@@ -453,33 +489,29 @@ impl WorkerCtx<'_> {
         }
     }
 
-    /// Marks the task running and opens its span.
+    /// Marks the task running and opens its span (`started_ns`: since the pool's epoch).
     pub(crate) fn begin(
         &self,
         task_id: u64,
-        name_arc: &Option<Arc<str>>,
+        name_arc: Option<&Arc<str>>,
         name: Option<&str>,
-        parent: &Span,
-        started: Instant,
+        parent: Option<&Span>,
+        started_ns: u64,
         waited: Duration,
     ) -> Span {
         let pool = self.pool;
         self.counts().inc_started();
         if let Some(slot) = self.slot {
             slot.task_id.store(task_id, Ordering::Relaxed);
-            let since_epoch = started.saturating_duration_since(pool.epoch).as_nanos();
-            slot.started_ns.store(
-                u64::try_from(since_epoch).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
+            slot.started_ns.store(started_ns, Ordering::Relaxed);
             if name_arc.is_some() || slot.has_name.load(Ordering::Relaxed) {
-                *lock(&slot.name) = name_arc.clone();
+                *lock(&slot.name) = name_arc.cloned();
                 slot.has_name.store(name_arc.is_some(), Ordering::Relaxed);
             }
         }
         let span = tracing::info_span!(
             target: "taskhost_executor",
-            parent: parent,
+            parent: parent.and_then(Span::id),
             "task",
             pool = &*pool.name,
             task_id,
@@ -541,7 +573,11 @@ impl WorkerCtx<'_> {
     /// of starting a thread (ten tasks awaited one after another run on one thread).
     pub(crate) fn before_publish(&self) {
         if let Some(token) = self.idle_token {
-            if !self.last_task && !token.get() && self.pool.queue.is_empty() {
+            if !self.last_task
+                && !token.get()
+                && !self.pool.saturated()
+                && self.pool.queue.is_empty()
+            {
                 self.pool.idle_tokens.0.fetch_add(1, Ordering::SeqCst);
                 token.set(true);
             }
@@ -559,6 +595,16 @@ enum Refusal {
 }
 
 impl PoolInner {
+    /// Now, in ns since the pool's epoch: the one clock read of a submit, and of a task on a
+    /// busy worker (its end is the next task's start).
+    pub(crate) fn now_ns(&self) -> u64 {
+        let since = Instant::now().saturating_duration_since(self.epoch);
+        since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()))
+    }
+
     /// Claims one idle token if any (Python's `_idle_semaphore.acquire(timeout=0)`).
     fn try_claim_idle(&self) -> bool {
         self.idle_tokens
@@ -567,8 +613,19 @@ impl PoolInner {
             .is_ok()
     }
 
+    /// Every worker that can ever exist is alive and none can retire while the pool is open (no
+    /// idle timeout, no task limit), so no thread will ever start again: idle tokens no longer
+    /// decide anything, and neither submitters nor workers touch them (the busy case costs a
+    /// plain load of a line that is only written when a thread starts or exits).
+    fn saturated(&self) -> bool {
+        !self.workers_can_retire && self.alive.load(Ordering::Relaxed) >= self.max_workers
+    }
+
     /// After a push: claim an idle worker, or start one if below the maximum.
     fn adjust_thread_count(self: &Arc<Self>) {
+        if self.saturated() {
+            return;
+        }
         if self.try_claim_idle() {
             return;
         }
@@ -686,7 +743,7 @@ impl PoolInner {
         let mut spins = 0u32;
         loop {
             drain();
-            if self.inflight.0.load(Ordering::SeqCst) == 0 {
+            if self.inflight.iter().all(|n| n.load(Ordering::SeqCst) == 0) {
                 break;
             }
             spins += 1;
@@ -733,7 +790,8 @@ impl PoolInner {
         task_id: u64,
         task: Option<&str>,
     ) -> Result<Option<Arc<dyn Job>>, Refused> {
-        self.inflight.0.fetch_add(1, Ordering::SeqCst);
+        let inflight = self.inflight.mine();
+        inflight.fetch_add(1, Ordering::SeqCst);
         let refusal = if self.shutdown.load(Ordering::SeqCst) {
             Some(Refusal::ShutDown)
         } else if self.broken.load(Ordering::SeqCst) {
@@ -742,7 +800,7 @@ impl PoolInner {
             None
         };
         if let Some(refusal) = refusal {
-            self.inflight.0.fetch_sub(1, Ordering::SeqCst);
+            inflight.fetch_sub(1, Ordering::SeqCst);
             return Err(self.refuse(job, refusal, task_id, task));
         }
         let result = if !self.bounded || self.when_full == WhenFull::Block {
@@ -766,7 +824,7 @@ impl PoolInner {
                 Err(job) => Err((job, Refusal::Full)),
             }
         };
-        self.inflight.0.fetch_sub(1, Ordering::SeqCst);
+        inflight.fetch_sub(1, Ordering::SeqCst);
         result.map_err(|(job, refusal)| self.refuse(job, refusal, task_id, task))
     }
 
@@ -924,7 +982,7 @@ fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
                     pool.retire_exit(&name, "shutdown");
                     return;
                 }
-                if !idle_token.get() {
+                if !idle_token.get() && !pool.saturated() {
                     pool.idle_tokens.0.fetch_add(1, Ordering::SeqCst);
                     idle_token.set(true);
                 }
@@ -993,7 +1051,7 @@ fn run_one(
     pool: &PoolInner,
     slot: &WorkerSlot,
     name: &str,
-    (idle_token, last_end): (&Cell<bool>, &Cell<Option<Instant>>),
+    (idle_token, last_end): (&Cell<bool>, &Cell<Option<u64>>),
     job: Arc<dyn Job>,
     tasks_run: &mut usize,
 ) {
@@ -1011,21 +1069,9 @@ fn run_one(
     }
 }
 
-/// Tries the queue a few times with a growing pause (spin, then yield) before giving up.
+/// Tries the queue for a short, bounded while ([`spin_wait`]) before giving up.
 fn spin_pop(queue: &Queue<Arc<dyn Job>>) -> Option<Arc<dyn Job>> {
-    for step in 0..10u32 {
-        if step < 6 {
-            for _ in 0..(1u32 << step) {
-                std::hint::spin_loop();
-            }
-        } else {
-            thread::yield_now();
-        }
-        if let Some(job) = queue.try_pop() {
-            return Some(job);
-        }
-    }
-    None
+    spin_wait(|| queue.try_pop())
 }
 
 /// One task still running when [`Executor::shutdown_timeout`] gave up waiting.
@@ -1195,9 +1241,8 @@ impl Executor {
     {
         let id = next_task_id();
         let cell = Arc::new(FutureJob {
-            shared: Shared::new(id, name),
+            shared: Shared::new(id, name, self.inner.now_ns()),
             task: Mutex::new(Some((task, current_parent()))),
-            queued_at: Instant::now(),
         });
         let future = TaskFuture {
             cell: Arc::clone(&cell) as Arc<dyn HasShared<T>>,
@@ -1240,13 +1285,13 @@ impl Executor {
         F: FnOnce() + Send + 'static,
     {
         let id = next_task_id();
-        let queued_at =
-            tracing::enabled!(target: "taskhost_executor", Level::DEBUG).then(Instant::now);
+        let queued_ns = tracing::enabled!(target: "taskhost_executor", Level::DEBUG)
+            .then(|| self.inner.now_ns());
         let job = Arc::new(ExecuteJob {
             f: Mutex::new(f),
             id,
             parent: current_parent(),
-            queued_at,
+            queued_ns,
         });
         match self.inner.enqueue(job, id, None) {
             Ok(None) => Ok(()),
@@ -1422,12 +1467,18 @@ impl Executor {
     }
 }
 
+/// The submitter's span, boxed, carried by a queued task to be its `task` span's parent.
+/// `None` (no allocation, 8 bytes in the task) when no subscriber could record a task span or
+/// the submitter is in no span: both make the task span a root.
+pub(crate) type Parent = Option<Box<Span>>;
+
 /// The submitter's span, if tracing could record a task span at all.
-fn current_parent() -> Span {
+fn current_parent() -> Parent {
     if tracing::level_enabled!(Level::INFO) {
-        Span::current()
+        let span = Span::current();
+        (!span.is_none()).then(|| Box::new(span))
     } else {
-        Span::none()
+        None
     }
 }
 

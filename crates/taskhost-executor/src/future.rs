@@ -12,7 +12,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{CancelReason, ResultError, TaskError};
-use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
+use crate::sync::{
+    lock, spin_wait, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering,
+};
 use crate::wait::Watch;
 
 pub(crate) const PENDING: u8 = 0;
@@ -26,6 +28,8 @@ pub(crate) const CANCELLED_STOP: u8 = 7;
 const STATE_MASK: u8 = 0x0f;
 const HAS_WAITERS: u8 = 0x80;
 const UNSET: u64 = u64::MAX;
+/// High bit of `queue_wait_ns`: the task has not started; the rest is its enqueue time.
+const QUEUED: u64 = 1 << 63;
 
 fn is_done(state: u8) -> bool {
     state & STATE_MASK >= FINISHED
@@ -82,33 +86,61 @@ pub struct TaskTimings {
     pub run_time: Option<Duration>,
 }
 
-/// What a finished task left behind.
+/// What a finished task left behind. The messages are boxed so that the slot is no bigger than
+/// the value plus a tag (every queued task carries this slot).
 pub(crate) enum Outcome<T> {
     Value(T),
-    Panicked(String),
-    Broken(String),
+    Panicked(Box<Message>),
+    Broken(Box<Message>),
 }
+
+/// A panic or broken-pool message (boxed inside [`Outcome`]).
+pub(crate) struct Message(pub(crate) String);
 
 type Callback<T> = Box<dyn FnOnce(&TaskFuture<T>) + Send>;
 
-/// Everything that waits on one future; only touched when `HAS_WAITERS` is set.
+/// Everything that waits on one future; only touched when `HAS_WAITERS` is set, and only
+/// allocated when a callback, waker or watcher registers (a plain `result` wait needs none).
 struct Waiters<T> {
     callbacks: Vec<Callback<T>>,
     wakers: Vec<Waker>,
     watchers: Vec<(Arc<Watch>, usize)>,
 }
 
-/// The state one task's future shares with its work item.
+impl<T> Default for Waiters<T> {
+    fn default() -> Self {
+        Waiters {
+            callbacks: Vec::new(),
+            wakers: Vec::new(),
+            watchers: Vec::new(),
+        }
+    }
+}
+
+/// The waiter list behind its lock: `None` until something registers.
+type WaiterSlot<T> = Option<Box<Waiters<T>>>;
+
+/// The waiter list, created on first use.
+fn waiters_mut<T>(slot: &mut WaiterSlot<T>) -> &mut Waiters<T> {
+    slot.get_or_insert_with(Box::default)
+}
+
+/// The state one task's future shares with its work item. Kept small: every queued task
+/// carries one (issue 5's memory target).
 pub(crate) struct Shared<T> {
     pub(crate) id: u64,
-    pub(crate) name: Option<Arc<str>>,
+    /// Boxed (8 bytes, not 16): most tasks have no name, and the saving keeps a small task
+    /// inside one of the allocator's fast size classes.
+    name: Option<Box<Arc<str>>>,
     state: AtomicU8,
     stop_requested: AtomicBool,
     stop_observed: AtomicBool,
     outcome: OnceLock<Outcome<T>>,
+    /// While the task is queued: `QUEUED | enqueue time` (ns since the pool's epoch); then the
+    /// queue wait in ns.
     queue_wait_ns: AtomicU64,
     run_ns: AtomicU64,
-    waiters: Mutex<Waiters<T>>,
+    waiters: Mutex<WaiterSlot<T>>,
     condvar: Condvar,
 }
 
@@ -126,23 +158,36 @@ impl<T: Send + Sync + 'static> Shared<T> {
         self.stop_observed.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn new(id: u64, name: Option<Arc<str>>) -> Self {
+    /// `queued_ns`: when the task was queued, in ns since its pool's epoch.
+    pub(crate) fn new(id: u64, name: Option<Arc<str>>, queued_ns: u64) -> Self {
         Shared {
             id,
-            name,
+            name: name.map(Box::new),
             state: AtomicU8::new(PENDING),
             stop_requested: AtomicBool::new(false),
             stop_observed: AtomicBool::new(false),
             outcome: OnceLock::new(),
-            queue_wait_ns: AtomicU64::new(UNSET),
+            queue_wait_ns: AtomicU64::new(QUEUED | (queued_ns & !QUEUED)),
             run_ns: AtomicU64::new(UNSET),
-            waiters: Mutex::new(Waiters {
-                callbacks: Vec::new(),
-                wakers: Vec::new(),
-                watchers: Vec::new(),
-            }),
+            waiters: Mutex::new(None),
             condvar: Condvar::new(),
         }
+    }
+
+    /// The task's name.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref().map(|name| &**name)
+    }
+
+    /// The task's name, shared.
+    pub(crate) fn name_arc(&self) -> Option<&Arc<str>> {
+        self.name.as_deref()
+    }
+
+    /// When the task was queued (ns since the pool's epoch); only meaningful before
+    /// [`record_queue_wait`](Self::record_queue_wait), i.e. to the thread that starts it.
+    pub(crate) fn queued_ns(&self) -> u64 {
+        self.queue_wait_ns.load(Ordering::Relaxed) & !QUEUED
     }
 
     fn load(&self) -> u8 {
@@ -174,13 +219,13 @@ impl<T: Send + Sync + 'static> Shared<T> {
         self.transition(PENDING, RUNNING).is_ok()
     }
 
-    pub(crate) fn record_queue_wait(&self, waited: Duration) {
+    pub(crate) fn record_queue_wait(&self, waited_ns: u64) {
         self.queue_wait_ns
-            .store(duration_ns(waited), Ordering::Relaxed);
+            .store(waited_ns.min(QUEUED - 1), Ordering::Relaxed);
     }
 
-    pub(crate) fn record_run_time(&self, ran: Duration) {
-        self.run_ns.store(duration_ns(ran), Ordering::Relaxed);
+    pub(crate) fn record_run_time(&self, ran_ns: u64) {
+        self.run_ns.store(ran_ns.min(QUEUED - 1), Ordering::Relaxed);
     }
 
     pub(crate) fn stop_was_observed(&self) -> bool {
@@ -231,7 +276,10 @@ impl<T: Send + Sync + 'static> Shared<T> {
         if self.transition(PENDING, RUNNING).is_err() {
             return false;
         }
-        self.complete(Outcome::Broken(message.to_owned()), owner);
+        self.complete(
+            Outcome::Broken(Box::new(Message(message.to_owned()))),
+            owner,
+        );
         true
     }
 
@@ -241,18 +289,19 @@ impl<T: Send + Sync + 'static> Shared<T> {
         if previous & HAS_WAITERS == 0 {
             return false;
         }
-        let (callbacks, wakers, watchers) = {
-            let mut waiters = lock(&self.waiters);
-            (
-                std::mem::take(&mut waiters.callbacks),
-                std::mem::take(&mut waiters.wakers),
-                std::mem::take(&mut waiters.watchers),
-            )
-        };
+        let waiters = lock(&self.waiters).take();
         // Notify after unlocking, so a woken waiter does not block on the lock we hold. No
         // wake-up is lost: a waiter checks the state and starts waiting under the lock, and the
         // state changed before we took it.
         self.condvar.notify_all();
+        let Some(waiters) = waiters else {
+            return true;
+        };
+        let Waiters {
+            callbacks,
+            wakers,
+            watchers,
+        } = *waiters;
         for (watch, index) in watchers {
             watch.notify(index);
         }
@@ -269,8 +318,16 @@ impl<T: Send + Sync + 'static> Shared<T> {
         true
     }
 
+    /// Watches the state for a short, bounded while ([`spin_wait`]) before the caller blocks:
+    /// a trivial task usually finishes within microseconds, and sleeping on the condvar then
+    /// being woken costs far more, on both sides (the worker need not even take the lock if
+    /// nobody registered).
+    fn spin_until_done(&self) -> bool {
+        spin_wait(|| is_done(self.load()).then_some(())).is_some()
+    }
+
     /// Locks the waiter list and sets `HAS_WAITERS`; returns the guard and whether it is done.
-    fn register(&self) -> (std::sync::MutexGuard<'_, Waiters<T>>, bool) {
+    fn register(&self) -> (std::sync::MutexGuard<'_, WaiterSlot<T>>, bool) {
         let guard = lock(&self.waiters);
         let state = self.state.fetch_or(HAS_WAITERS, Ordering::AcqRel);
         (guard, is_done(state))
@@ -278,6 +335,9 @@ impl<T: Send + Sync + 'static> Shared<T> {
 
     fn wait_done(&self, timeout: Option<Duration>) -> bool {
         if is_done(self.load()) {
+            return true;
+        }
+        if timeout != Some(Duration::ZERO) && self.spin_until_done() {
             return true;
         }
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -312,12 +372,8 @@ impl<T: Send + Sync + 'static> Shared<T> {
     }
 }
 
-fn duration_ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(UNSET - 1)
-}
-
 fn ns_duration(ns: u64) -> Option<Duration> {
-    (ns != UNSET).then(|| Duration::from_nanos(ns))
+    (ns & QUEUED == 0).then(|| Duration::from_nanos(ns))
 }
 
 /// The handle to one submitted task, like Python's `concurrent.futures.Future`.
@@ -353,7 +409,7 @@ impl<T: Send + Sync + 'static> fmt::Debug for TaskFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskFuture")
             .field("id", &self.sh().id)
-            .field("name", &self.sh().name)
+            .field("name", &self.sh().name())
             .field("state", &self.state())
             .finish()
     }
@@ -385,7 +441,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert_eq!(f.name(), Some("hash"));
     /// ```
     pub fn name(&self) -> Option<&str> {
-        self.sh().name.as_deref()
+        self.sh().name()
     }
 
     /// The current state.
@@ -513,8 +569,8 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
         match self.sh().load() {
             FINISHED | FAILED | CANCELLED_BROKEN => match self.sh().outcome.get() {
                 Some(Outcome::Value(value)) => Ok(value),
-                Some(Outcome::Panicked(message)) => Err(ResultError::Panicked(message.clone())),
-                Some(Outcome::Broken(message)) => Err(ResultError::BrokenPool(message.clone())),
+                Some(Outcome::Panicked(message)) => Err(ResultError::Panicked(message.0.clone())),
+                Some(Outcome::Broken(message)) => Err(ResultError::BrokenPool(message.0.clone())),
                 None => unreachable!("a finished future has an outcome"),
             },
             _ => Err(ResultError::Cancelled(
@@ -566,7 +622,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
             drop(guard);
             self.run_callback(Box::new(callback));
         } else {
-            guard.callbacks.push(Box::new(callback));
+            waiters_mut(&mut guard).callbacks.push(Box::new(callback));
         }
     }
 
@@ -578,7 +634,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
                 target: "taskhost_executor",
                 tracing::Level::ERROR,
                 task_id = self.sh().id,
-                task = self.sh().name.as_deref(),
+                task = self.sh().name(),
                 panic = %message,
                 "callback.panicked"
             );
@@ -644,15 +700,18 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     pub(crate) fn watch(&self, watch: &Arc<Watch>, index: usize) -> bool {
         let (mut guard, done) = self.sh().register();
         if !done {
-            guard.watchers.push((Arc::clone(watch), index));
+            waiters_mut(&mut guard)
+                .watchers
+                .push((Arc::clone(watch), index));
         }
         !done
     }
 
     /// Removes a watcher registered with [`watch`](Self::watch).
     pub(crate) fn unwatch(&self, watch: &Arc<Watch>) {
-        let mut guard = lock(&self.sh().waiters);
-        guard.watchers.retain(|(w, _)| !Arc::ptr_eq(w, watch));
+        if let Some(waiters) = lock(&self.sh().waiters).as_mut() {
+            waiters.watchers.retain(|(w, _)| !Arc::ptr_eq(w, watch));
+        }
     }
 }
 
@@ -663,8 +722,9 @@ impl<T: Clone + Send + Sync + 'static> std::future::Future for TaskFuture<T> {
         if !self.done() {
             let (mut guard, done) = self.sh().register();
             if !done {
-                if !guard.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    guard.wakers.push(cx.waker().clone());
+                let wakers = &mut waiters_mut(&mut guard).wakers;
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
                 }
                 return Poll::Pending;
             }
@@ -709,7 +769,7 @@ mod tests {
     #[test]
     fn durations_round_trip_and_unset_is_none() {
         assert_eq!(ns_duration(UNSET), None);
-        let d = Duration::from_micros(1234);
-        assert_eq!(ns_duration(duration_ns(d)), Some(d));
+        assert_eq!(ns_duration(QUEUED | 42), None, "still queued");
+        assert_eq!(ns_duration(1_234_000), Some(Duration::from_micros(1234)));
     }
 }

@@ -3,14 +3,12 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
-
-use tracing::Span;
+use std::time::Duration;
 
 use crate::context::{StopSource, TaskContext};
 use crate::error::CancelReason;
-use crate::executor::{emit_cancelled, panic_message, PoolInner, WorkerCtx};
-use crate::future::{HasShared, Outcome, Shared, TaskFuture};
+use crate::executor::{emit_cancelled, panic_message, Parent, PoolInner, WorkerCtx};
+use crate::future::{HasShared, Message, Outcome, Shared, TaskFuture};
 use crate::sync::{lock, Arc, Mutex};
 
 /// Why a queued item is being dropped without running.
@@ -81,9 +79,8 @@ pub(crate) struct FutureJob<C, T> {
     pub(crate) shared: Shared<T>,
     /// The closure and the submitter's span, taken (under an uncontended lock) by whoever runs
     /// or drops the task, so neither lives on with the futures (a live span handle would keep
-    /// the submitter's span open).
-    pub(crate) task: Mutex<Option<(C, Span)>>,
-    pub(crate) queued_at: Instant,
+    /// the submitter's span open). The enqueue instant lives in `shared` (its timings word).
+    pub(crate) task: Mutex<Option<(C, Parent)>>,
 }
 
 impl<C, T> HasShared<T> for FutureJob<C, T>
@@ -141,17 +138,25 @@ where
             // counted here, when the item leaves the queue (the future has no pool reference).
             self.drop_task();
             pool.metrics.inc_cancelled();
-            emit_cancelled(pool, shared.id, shared.name.as_deref(), CancelReason::User);
+            emit_cancelled(pool, shared.id, shared.name(), CancelReason::User);
             return false;
         }
         let Some((task, parent)) = lock(&self.task).take() else {
             unreachable!("a pending item still has its closure");
         };
-        let name = shared.name.as_deref();
-        let started = worker.start_instant();
-        let waited = started.saturating_duration_since(self.queued_at);
-        shared.record_queue_wait(waited);
-        let span = worker.begin(shared.id, &shared.name, name, &parent, started, waited);
+        let name = shared.name();
+        let started_ns = worker.start_ns();
+        let waited_ns = started_ns.saturating_sub(shared.queued_ns());
+        shared.record_queue_wait(waited_ns);
+        let waited = Duration::from_nanos(waited_ns);
+        let span = worker.begin(
+            shared.id,
+            shared.name_arc(),
+            name,
+            parent.as_deref(),
+            started_ns,
+            waited,
+        );
         drop(parent);
         let _entered = span.enter();
         let context = || TaskContext {
@@ -159,8 +164,9 @@ where
             source: Arc::clone(&self) as Arc<dyn StopSource>,
         };
         let result = catch_unwind(AssertUnwindSafe(|| task.call(&context)));
-        let ran = worker.end_instant().saturating_duration_since(started);
-        shared.record_run_time(ran);
+        let ran_ns = worker.end_ns().saturating_sub(started_ns);
+        shared.record_run_time(ran_ns);
+        let ran = Duration::from_nanos(ran_ns);
         worker.end();
         let owner = || self.future();
         let outcome = match result {
@@ -183,7 +189,7 @@ where
                 let message = panic_message(panic.as_ref());
                 worker.counts().inc_failed();
                 worker.emit_failed(shared.id, name, ran, &message);
-                Outcome::Panicked(message)
+                Outcome::Panicked(Box::new(Message(message)))
             }
         };
         worker.before_publish();
@@ -211,7 +217,7 @@ where
             Abandon::Shutdown => CancelReason::Shutdown,
             Abandon::Broken(_) => CancelReason::BrokenPool,
         };
-        emit_cancelled(pool, shared.id, shared.name.as_deref(), reason);
+        emit_cancelled(pool, shared.id, shared.name(), reason);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -224,9 +230,10 @@ where
 pub(crate) struct ExecuteJob<F> {
     pub(crate) f: Mutex<F>,
     pub(crate) id: u64,
-    pub(crate) parent: Span,
-    /// Only read for the `waited_us` field, so only taken when that event is enabled.
-    pub(crate) queued_at: Option<Instant>,
+    pub(crate) parent: Parent,
+    /// Enqueue time (ns since the pool's epoch). Only read for the `waited_us` field, so only
+    /// taken when that event is enabled.
+    pub(crate) queued_ns: Option<u64>,
 }
 
 impl<F> ExecuteJob<F> {
@@ -256,17 +263,19 @@ where
             f,
             id,
             parent,
-            queued_at,
+            queued_ns,
         } = self.unwrap();
         let f = f
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let started = worker.start_instant();
-        let waited = queued_at.map_or(Duration::ZERO, |q| started.saturating_duration_since(q));
-        let span = worker.begin(id, &None, None, &parent, started, waited);
+        let started_ns = worker.start_ns();
+        let waited = queued_ns.map_or(Duration::ZERO, |q| {
+            Duration::from_nanos(started_ns.saturating_sub(q))
+        });
+        let span = worker.begin(id, None, None, parent.as_deref(), started_ns, waited);
         let _entered = span.enter();
         let result = catch_unwind(AssertUnwindSafe(f));
-        let ran = worker.end_instant().saturating_duration_since(started);
+        let ran = Duration::from_nanos(worker.end_ns().saturating_sub(started_ns));
         worker.end();
         match result {
             Ok(()) => {
@@ -293,5 +302,20 @@ where
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every queued `submit` carries one of these; glibc serves chunks of up to 128 bytes
+    /// (120 bytes of payload) from its fast bins, so keep the task (with the `Arc`'s two
+    /// counts) under that for a small closure.
+    #[test]
+    fn a_small_task_fits_a_fast_bin() {
+        type Job = FutureJob<Plain<fn() -> u64>, u64>;
+        let size = std::mem::size_of::<Job>() + 16;
+        assert!(size <= 120, "{size} bytes");
     }
 }

@@ -1,6 +1,6 @@
 //! Pool counters: relaxed atomics behind `inc_*` methods, read as a [`MetricsSnapshot`].
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering::Relaxed, Striped};
 
 /// Keeps a group of counters on its own cache line, so submitters and workers do not fight over
 /// one line.
@@ -8,7 +8,7 @@ use crate::sync::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 #[repr(align(128))]
 pub(crate) struct Padded<T>(pub(crate) T);
 
-/// Counters written by submitting threads.
+/// Counters written by submitting threads (one set per stripe, summed on read).
 #[derive(Default)]
 pub(crate) struct SubmitSide {
     /// Tasks accepted (including caller-runs).
@@ -32,23 +32,41 @@ pub(crate) struct WorkerSide {
     pub(crate) completed: AtomicU64,
     /// Tasks that panicked.
     pub(crate) failed: AtomicU64,
+    /// Only one thread ever writes these counters (a worker's own set): increments are a plain
+    /// load and store, not a locked read-modify-write. Readers only ever load.
+    sole_writer: bool,
 }
 
 impl WorkerSide {
+    /// A set written by one thread only (a worker's own).
+    pub(crate) fn sole_writer() -> Self {
+        WorkerSide {
+            sole_writer: true,
+            ..WorkerSide::default()
+        }
+    }
+
+    fn add_one(&self, counter: &AtomicU64) {
+        if self.sole_writer {
+            counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
+        } else {
+            counter.fetch_add(1, Relaxed);
+        }
+    }
     pub(crate) fn inc_dequeued(&self) {
-        self.dequeued.fetch_add(1, Relaxed);
+        self.add_one(&self.dequeued);
     }
     pub(crate) fn inc_started(&self) {
-        self.started.fetch_add(1, Relaxed);
+        self.add_one(&self.started);
     }
     pub(crate) fn inc_stopped(&self) {
-        self.stopped.fetch_add(1, Relaxed);
+        self.add_one(&self.stopped);
     }
     pub(crate) fn inc_completed(&self) {
-        self.completed.fetch_add(1, Relaxed);
+        self.add_one(&self.completed);
     }
     pub(crate) fn inc_failed(&self) {
-        self.failed.fetch_add(1, Relaxed);
+        self.add_one(&self.failed);
     }
 
     /// Adds these counters into `totals`.
@@ -89,17 +107,17 @@ pub(crate) struct Rare {
 /// All the counters of one pool, shared by the executor, its workers and its futures.
 #[derive(Default)]
 pub(crate) struct Metrics {
-    pub(crate) submit: Padded<SubmitSide>,
+    pub(crate) submit: Striped<SubmitSide>,
     pub(crate) worker: Padded<WorkerSide>,
     pub(crate) rare: Padded<Rare>,
 }
 
 impl Metrics {
     pub(crate) fn inc_submitted(&self) {
-        self.submit.0.submitted.fetch_add(1, Relaxed);
+        self.submit.mine().submitted.fetch_add(1, Relaxed);
     }
     pub(crate) fn inc_rejected(&self) {
-        self.submit.0.rejected.fetch_add(1, Relaxed);
+        self.submit.mine().rejected.fetch_add(1, Relaxed);
     }
     pub(crate) fn inc_cancelled(&self) {
         self.rare.0.cancelled.fetch_add(1, Relaxed);
@@ -124,7 +142,7 @@ impl Metrics {
     pub(crate) fn snapshot(&self, workers_alive: usize, workers: WorkerTotals) -> MetricsSnapshot {
         let mut totals = workers;
         self.worker.0.add_to(&mut totals);
-        let submitted = self.submit.0.submitted.load(Relaxed);
+        let submitted = self.submit.iter().map(|s| s.submitted.load(Relaxed)).sum();
         let WorkerTotals {
             dequeued,
             started,
@@ -144,7 +162,7 @@ impl Metrics {
             completed,
             failed,
             cancelled: self.rare.0.cancelled.load(Relaxed),
-            rejected: self.submit.0.rejected.load(Relaxed),
+            rejected: self.submit.iter().map(|s| s.rejected.load(Relaxed)).sum(),
         }
     }
 }
@@ -227,6 +245,6 @@ mod tests {
 
     #[test]
     fn counter_groups_sit_on_separate_cache_lines() {
-        assert!(std::mem::align_of::<Padded<SubmitSide>>() >= 128);
+        assert!(std::mem::align_of::<Padded<WorkerSide>>() >= 128);
     }
 }

@@ -20,6 +20,79 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Tries `attempt` for a short, bounded while and returns its first `Some`: six rounds of
+/// doubling spins (1, 2, … 32 spin hints), then four yields, as crossbeam's own `Backoff` does
+/// before its `recv` blocks. Not a polling loop: callers block after it. A `cfg(loom)` twin
+/// tries once and yields.
+pub(crate) fn spin_wait<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    for step in 0..10u32 {
+        if step < 6 {
+            for _ in 0..(1u32 << step) {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+        if let Some(found) = attempt() {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// How many stripes a [`Striped`] value has.
+const STRIPES: usize = 8;
+
+/// One value on its own pair of cache lines.
+#[derive(Default)]
+#[repr(align(128))]
+struct Stripe<T>(T);
+
+/// A value kept once per stripe, so that submitting threads (each always on its own stripe,
+/// chosen round-robin on first use) rarely write the same cache line. Readers combine every
+/// stripe ([`Striped::iter`]). Used for the in-flight submit count (which shutdown sums with
+/// SeqCst loads: a stripe read as zero has no submit between its check and its push, and the
+/// sum is only ever compared with zero) and the submit-side metrics.
+pub(crate) struct Striped<T> {
+    stripes: [Stripe<T>; STRIPES],
+}
+
+impl<T: Default> Default for Striped<T> {
+    fn default() -> Self {
+        Striped {
+            stripes: std::array::from_fn(|_| Stripe::default()),
+        }
+    }
+}
+
+impl<T> Striped<T> {
+    /// This thread's stripe.
+    pub(crate) fn mine(&self) -> &T {
+        &self.stripes[stripe_index()].0
+    }
+
+    /// Every stripe.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.stripes.iter().map(|stripe| &stripe.0)
+    }
+}
+
+/// This thread's stripe number, handed out round-robin.
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+    INDEX
+        .try_with(|index| {
+            if index.get() == usize::MAX {
+                index.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+            }
+            index.get()
+        })
+        .unwrap_or(0)
+}
+
 /// What a blocking [`Queue::pop_blocking`] returned.
 pub(crate) enum Popped<T> {
     /// An item, in FIFO order.

@@ -69,13 +69,19 @@ fn main() {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/plugins"));
-    let (set, _) = PluginSet::load(std::slice::from_ref(&dir), &LoadOptions { strict: true })
-        .unwrap_or_else(|e| {
-            panic!(
-                "loading {}: {e} (run `cargo xtask build-plugins --release`)",
-                dir.display()
-            )
-        });
+    let (set, _) = PluginSet::load(
+        std::slice::from_ref(&dir),
+        &LoadOptions {
+            strict: true,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "loading {}: {e} (run `cargo xtask build-plugins --release`)",
+            dir.display()
+        )
+    });
     let task = set
         .task("testkit/echo")
         .expect("testkit is in the plugin folder");

@@ -46,10 +46,13 @@ impl Backend {
     /// Opens the library at `path`, tells its kind by the symbol it exports, and checks it
     /// against this host's interface: abi_stable's root module, or the C descriptor (magic
     /// number and ABI version). A library that exports both is taken as an abi_stable plugin.
-    pub(crate) fn open(path: &Path) -> Result<Backend, LoadError> {
-        let library = c_abi::open_library(path).map_err(|e| LoadError::NotALibrary {
+    ///
+    /// The library is opened through `load_path` (`/proc/self/fd/N` on Linux: the descriptor
+    /// that was checked and hashed), which names the same file as `path`; messages name `path`.
+    pub(crate) fn open(path: &Path, load_path: &Path) -> Result<Backend, LoadError> {
+        let library = c_abi::open_library(load_path).map_err(|e| LoadError::NotALibrary {
             path: path.to_path_buf(),
-            reason: short_dlerror(&e.to_string(), path),
+            reason: short_dlerror(&e.to_string(), load_path),
         })?;
         // Never unloaded, whatever comes next: a plugin's code and data may still be referenced,
         // and even a library that is refused has run its initialisers (its teardown, such as a
@@ -57,7 +60,7 @@ impl Backend {
         let library: &'static c_abi::Library = Box::leak(Box::new(library));
         if c_abi::exports(library, ROOT_MODULE_LOADER_NAME) {
             // abi_stable opens the file again (the same, already loaded library) and checks it.
-            return Backend::open_abi_stable(path);
+            return Backend::open_abi_stable(path, load_path);
         }
         if c_abi::exports(library, c_abi::DESCRIPTOR_SYMBOL) {
             let plugin = CPlugin::load(path, library)?;
@@ -69,13 +72,15 @@ impl Backend {
         })
     }
 
-    /// Checks the abi_stable root module of the library at `path` and initialises it.
-    fn open_abi_stable(path: &Path) -> Result<Backend, LoadError> {
-        let header = lib_header_from_path(path).map_err(|e| library_error(path, e))?;
+    /// Checks the abi_stable root module of the library at `path` (opened through
+    /// `load_path`, which is already loaded) and initialises it.
+    fn open_abi_stable(path: &Path, load_path: &Path) -> Result<Backend, LoadError> {
+        let header =
+            lib_header_from_path(load_path).map_err(|e| library_error(path, load_path, e))?;
         check_interface_version(path, header.version_strings())?;
         let module = header
             .init_root_module::<PluginModuleRef>()
-            .map_err(|e| library_error(path, e))?;
+            .map_err(|e| library_error(path, load_path, e))?;
         Ok(Backend::AbiStable(module))
     }
 
@@ -228,7 +233,8 @@ fn first_error_line(text: &str) -> String {
 }
 
 /// Turns abi_stable's error into a short [`LoadError`]; the full report goes to debug level.
-fn library_error(path: &Path, error: LibraryError) -> LoadError {
+/// `load_path` is the name the library was opened by (see [`Backend::open`]).
+fn library_error(path: &Path, load_path: &Path, error: LibraryError) -> LoadError {
     let path_buf = path.to_path_buf();
     tracing::debug!(
         target: "taskhost::loader",
@@ -239,7 +245,7 @@ fn library_error(path: &Path, error: LibraryError) -> LoadError {
     match error {
         LibraryError::OpenError { err, .. } => LoadError::NotALibrary {
             path: path_buf,
-            reason: short_dlerror(&err.to_string(), path),
+            reason: short_dlerror(&err.to_string(), load_path),
         },
         LibraryError::GetSymbolError { symbol, .. } => LoadError::NoRootSymbol {
             path: path_buf,

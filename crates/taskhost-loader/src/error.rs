@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::trust::Distrust;
+
 /// Why a plugin (or a plugin folder) was not loaded.
 ///
 /// Messages are short and name the path, what was expected and what was found; the long
@@ -127,6 +129,75 @@ pub enum LoadError {
         path: PathBuf,
     },
 
+    /// A plugin folder the trust rules refuse (a symbolic link, writable by group or others,
+    /// or owned by someone other than the current user or root).
+    #[error("plugin folder {}: refused: {reason}", dir.display())]
+    UntrustedFolder {
+        /// The folder.
+        dir: PathBuf,
+        /// Which rule it breaks.
+        reason: Distrust,
+    },
+
+    /// A plugin file the trust rules refuse (a symbolic link, writable by group or others, or
+    /// owned by someone other than the current user or root). It was not loaded.
+    #[error("{}: refused: {reason}", path.display())]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// Which rule it breaks.
+        reason: Distrust,
+    },
+
+    /// A plugin file could not be opened or read.
+    #[error("{}: cannot read the plugin file: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// A pin in [`crate::LoadOptions::pins`] is not `sha256:<64 hex digits>`. Nothing is loaded.
+    #[error("the pin of plugin `{plugin}` is not valid: {reason}")]
+    InvalidPin {
+        /// The plugin the pin is for.
+        plugin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// With [`crate::LoadOptions::require_pins`], a library no pin matches. When `plugin` is
+    /// `None` the file was refused before it was opened.
+    #[error("{}", unpinned_message(path, plugin.as_deref(), found, hint))]
+    Unpinned {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name, when it was loaded far enough to say (its checksum is pinned,
+        /// under another name).
+        plugin: Option<String>,
+        /// The file's checksum, `sha256:<hex>`.
+        found: String,
+        /// More to say (the pin its file name suggests), or empty.
+        hint: String,
+    },
+
+    /// A plugin whose pin does not match its file. Found once the library is open (only then is
+    /// its name known).
+    #[error("{}: refused: plugin `{plugin}` is pinned to {expected}, found {found}{note}", path.display())]
+    PinMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name.
+        plugin: String,
+        /// The pinned checksum, `sha256:<hex>`.
+        expected: String,
+        /// The file's checksum, `sha256:<hex>`.
+        found: String,
+        /// More to say (that the library was opened, or whose pin the checksum is), or empty.
+        note: String,
+    },
+
     /// Any other loading error, reduced to its first line.
     #[error("{}: {message}", path.display())]
     Other {
@@ -135,4 +206,22 @@ pub enum LoadError {
         /// The first line of the error.
         message: String,
     },
+}
+
+fn unpinned_message(
+    path: &std::path::Path,
+    plugin: Option<&str>,
+    found: &str,
+    hint: &str,
+) -> String {
+    match plugin {
+        None => format!(
+            "{}: refused: `require_pins` is on and no pin in [plugins.pins] matches the file's checksum {found}, so it was not opened{hint}",
+            path.display()
+        ),
+        Some(plugin) => format!(
+            "{}: refused: `require_pins` is on and plugin `{plugin}` has no pin in [plugins.pins] (the file's checksum {found}{hint})",
+            path.display()
+        ),
+    }
 }

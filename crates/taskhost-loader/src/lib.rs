@@ -23,8 +23,15 @@
 //!   checked for its magic number and ABI version and copied into Rust-owned data. Either way
 //!   the plugin describes itself and its tasks are indexed as `plugin/task`; from then on the
 //!   two kinds are indistinguishable.
-//! - A file that fails to load is reported as a short [`LoadError`] and skipped, unless
-//!   [`LoadOptions::strict`] is set. Libraries are never unloaded.
+//! - Before anything is opened, each folder and file must pass the trust rules, like sshd's
+//!   `StrictModes` (Unix): no symbolic link, not writable by group or others, owned by the
+//!   current user or root ([`Distrust`] says which rule a refused path breaks). Optional
+//!   SHA-256 pins per plugin ([`LoadOptions::pins`], [`LoadOptions::require_pins`]) are checked
+//!   on the checksum of the very descriptor the library is then loaded through
+//!   (`/proc/self/fd/N` on Linux), so the file cannot change in between;
+//!   [`LoadedPlugin::sha256`] gives the value to pin.
+//! - A file that fails to load or is refused is reported as a short [`LoadError`] and skipped,
+//!   unless [`LoadOptions::strict`] is set. Libraries are never unloaded.
 //! - [`PluginTask::run`] calls the plugin with a [`RunContext`] (cancellation, progress, logs);
 //!   [`TracingContext`] is a ready one that forwards plugin logs to `tracing`.
 //!
@@ -50,23 +57,37 @@ mod backend;
 mod c_abi;
 mod context;
 mod error;
+mod trust;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use context::{RunContext, TracingContext};
 pub use error::LoadError;
 pub use taskhost_plugin_api::{FailureKind, LogLevel, WorkItem};
+pub use trust::{parse_pin, Distrust};
 
 use backend::Backend;
 
-/// How [`PluginSet::load`] treats a plugin that does not load.
+/// How [`PluginSet::load`] treats a plugin that does not load, and which plugins it trusts.
+///
+/// The trust rules (see [`Distrust`]: no symbolic links, nothing writable by group or others,
+/// owned by the current user or root) always apply; they cannot be turned off.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Stop at the first error instead of skipping the plugin (default: false).
     pub strict: bool,
+    /// SHA-256 pins by plugin name: `"checksum" => "sha256:<64 hex digits>"`. A plugin whose
+    /// name is pinned loads only if its file has that checksum. An invalid pin makes
+    /// [`PluginSet::load`] fail before it opens anything.
+    pub pins: BTreeMap<String, String>,
+    /// Refuse every library no pin matches. The check is made on the file's checksum *before*
+    /// the library is opened, so no unpinned code ever runs (a plugin's name is only known once
+    /// its library is open; without `require_pins` a pin is checked after that).
+    pub require_pins: bool,
 }
 
 /// A task that did not produce an output: its kind and message.
@@ -122,6 +143,10 @@ struct PluginInner {
     tasks: Vec<TaskInfo>,
     full_names: Vec<String>,
     backend: Backend,
+    /// The descriptor the library was loaded through (never closed, see `trust`).
+    file: &'static File,
+    /// `sha256:<hex>` of `file`, computed when first asked for (or when pins are checked).
+    sha256: OnceLock<String>,
 }
 
 /// A plugin library that loaded: its name, version, file, tasks and expand step.
@@ -157,6 +182,17 @@ impl LoadedPlugin {
     /// The library file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The SHA-256 checksum of the library file, `sha256:<64 hex digits>`: the value to pin it
+    /// with. It is computed (once) from the very descriptor the library was loaded through, so
+    /// it describes the code that runs even if the file was replaced since.
+    pub fn sha256(&self) -> std::io::Result<&str> {
+        if let Some(sum) = self.inner.sha256.get() {
+            return Ok(sum);
+        }
+        let sum = trust::sha256(self.inner.file)?;
+        Ok(self.inner.sha256.get_or_init(|| sum))
     }
 
     /// Which ABI the library speaks (a Rust abi_stable plugin or a C plugin).
@@ -313,12 +349,19 @@ fn valid_name(name: &str) -> bool {
 impl PluginSet {
     /// Loads every plugin in `dirs`.
     ///
-    /// Returns the set and the errors of the plugins (or folders) that were skipped. With
-    /// [`LoadOptions::strict`], the first such error is returned as `Err` instead.
+    /// Each folder and file must pass the trust rules first (see [`Distrust`]), then its pin
+    /// (see [`LoadOptions::pins`] and [`LoadOptions::require_pins`]). Returns the set and the
+    /// errors of the plugins (or folders) that were skipped. With [`LoadOptions::strict`], the
+    /// first such error is returned as `Err` instead. An invalid pin is always an `Err`.
     pub fn load(
         dirs: &[PathBuf],
         options: &LoadOptions,
     ) -> Result<(PluginSet, Vec<LoadError>), LoadError> {
+        let pins = trust::parse_pins(&options.pins)?;
+        let pinned: HashMap<&str, &str> = pins
+            .iter()
+            .map(|(name, pin)| (pin.as_str(), name.as_str()))
+            .collect();
         let mut set = PluginSet::default();
         let mut skipped = Vec::new();
         let mut seen_files = HashSet::new();
@@ -332,20 +375,43 @@ impl PluginSet {
             Ok(())
         };
         for dir in dirs {
-            let files = match library_files(dir) {
-                Ok(files) => files,
+            let entries = match trust::Folder::open(dir).and_then(|folder| {
+                let entries = folder.entries()?;
+                Ok((folder, entries))
+            }) {
+                Ok(entries) => entries,
                 Err(error) => {
                     skip(error, &mut skipped)?;
                     continue;
                 }
             };
-            for path in files {
-                let identity = path.canonicalize().unwrap_or_else(|_| path.clone());
-                if !seen_files.insert(identity) {
+            let (folder, entries) = entries;
+            for entry in entries {
+                let path = match entry {
+                    trust::Entry::Symlink(path) => {
+                        let error = LoadError::Untrusted {
+                            reason: Distrust::Symlink {
+                                target: std::fs::read_link(&path).ok(),
+                            },
+                            path,
+                        };
+                        skip(error, &mut skipped)?;
+                        continue;
+                    }
+                    trust::Entry::File(path) => path,
+                };
+                let candidate = match folder.open_file(&path) {
+                    Ok(candidate) => candidate,
+                    Err(error) => {
+                        skip(error, &mut skipped)?;
+                        continue;
+                    }
+                };
+                if !seen_files.insert(candidate.id.clone()) {
                     skip(LoadError::AlreadyLoaded { path }, &mut skipped)?;
                     continue;
                 }
-                let plugin = match load_one(&path) {
+                let plugin = match load_checked(candidate, &pins, &pinned, options.require_pins) {
                     Ok(plugin) => plugin,
                     Err(error) => {
                         skip(error, &mut skipped)?;
@@ -369,12 +435,22 @@ impl PluginSet {
                     path = %path.display(),
                     abi = plugin.abi().as_str(),
                     tasks = plugin.tasks().len(),
+                    pinned = pins.contains_key(plugin.name()),
                     "plugin.loaded"
                 );
                 for task in plugin.runnable_tasks() {
                     set.tasks.insert(task.full_name().to_owned(), task);
                 }
                 set.plugins.push(plugin);
+            }
+        }
+        for name in pins.keys() {
+            if set.plugin(name).is_none() {
+                tracing::warn!(
+                    target: "taskhost::loader",
+                    plugin = name.as_str(),
+                    "plugin `{name}` is pinned but was not loaded"
+                );
             }
         }
         Ok((set, skipped))
@@ -412,44 +488,102 @@ impl PluginSet {
     }
 }
 
-/// The platform library files in `dir`, sorted by name.
-fn library_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(LoadError::MissingFolder {
-                dir: dir.to_path_buf(),
-            })
-        }
-        Err(source) => {
-            return Err(LoadError::ReadFolder {
-                dir: dir.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| LoadError::ReadFolder {
-            dir: dir.to_path_buf(),
+/// Checks a trusted, open library file against the pins, loads it through its descriptor and
+/// checks its pin again by name.
+fn load_checked(
+    candidate: trust::Candidate,
+    pins: &BTreeMap<String, String>,
+    pinned: &HashMap<&str, &str>,
+    require_pins: bool,
+) -> Result<LoadedPlugin, LoadError> {
+    let path = candidate.path.clone();
+    let sha256 = OnceLock::new();
+    let checksum = |file: &File| {
+        trust::sha256(file).map_err(|source| LoadError::Unreadable {
+            path: path.clone(),
             source,
-        })?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let is_library = name.starts_with(std::env::consts::DLL_PREFIX)
-            && name.ends_with(std::env::consts::DLL_SUFFIX)
-            && !name.starts_with('.');
-        if is_library && entry.path().is_file() {
-            files.push(entry.path());
+        })
+    };
+    if require_pins {
+        let found = checksum(&candidate.file)?;
+        if !pinned.contains_key(found.as_str()) {
+            let hint = trust::guess_pin_key(&path, pins)
+                .map(|(key, pin)| {
+                    format!("; by its file name it may be plugin `{key}`, which is pinned to {pin}")
+                })
+                .unwrap_or_default();
+            return Err(LoadError::Unpinned {
+                path,
+                plugin: None,
+                found,
+                hint,
+            });
         }
+        let _ = sha256.set(found);
     }
-    files.sort();
-    Ok(files)
+    let load_path = candidate.load_path();
+    // From here on the library may be mapped under `load_path`: its descriptor stays open for
+    // the life of the process (see `trust`).
+    let file: &'static File = Box::leak(Box::new(candidate.file));
+    let plugin = load_one(&path, &load_path, file, sha256)?;
+    let name = plugin.name();
+    match pins.get(name) {
+        Some(expected) => {
+            let found = plugin.sha256().map_err(|source| LoadError::Unreadable {
+                path: path.clone(),
+                source,
+            })?;
+            if found != expected {
+                let note = match pinned.get(found) {
+                    Some(other) => format!(", the pin of `{other}`"),
+                    None => {
+                        " (its library was opened to read its name; with `require_pins = true` \
+                             a file no pin matches is refused before it is opened)"
+                            .to_owned()
+                    }
+                };
+                return Err(LoadError::PinMismatch {
+                    path,
+                    plugin: name.to_owned(),
+                    expected: expected.clone(),
+                    found: found.to_owned(),
+                    note,
+                });
+            }
+        }
+        None if require_pins => {
+            let found = plugin
+                .sha256()
+                .map_err(|source| LoadError::Unreadable {
+                    path: path.clone(),
+                    source,
+                })?
+                .to_owned();
+            let hint = pinned
+                .get(found.as_str())
+                .map(|other| format!(" is pinned as `{other}`"))
+                .unwrap_or_default();
+            return Err(LoadError::Unpinned {
+                path,
+                plugin: Some(name.to_owned()),
+                found,
+                hint,
+            });
+        }
+        None => {}
+    }
+    Ok(plugin)
 }
 
-/// Opens one library and reads its description.
-fn load_one(path: &Path) -> Result<LoadedPlugin, LoadError> {
-    let backend = Backend::open(path)?;
+/// Opens one library (through `load_path`, which names the same file as `path`) and reads its
+/// description. Messages name `path`.
+fn load_one(
+    path: &Path,
+    load_path: &Path,
+    file: &'static File,
+    sha256: OnceLock<String>,
+) -> Result<LoadedPlugin, LoadError> {
+    let backend = Backend::open(path, load_path)?;
     let descriptor = backend
         .describe()
         .map_err(|failure| LoadError::PluginFailed {
@@ -493,6 +627,8 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, LoadError> {
             tasks,
             full_names,
             backend,
+            file,
+            sha256,
         }),
     })
 }
@@ -530,7 +666,14 @@ mod tests {
             skipped[0].to_string(),
             "plugin folder /definitely/not/here does not exist"
         );
-        let strict = PluginSet::load(&[dir], &LoadOptions { strict: true }).unwrap_err();
+        let strict = PluginSet::load(
+            &[dir],
+            &LoadOptions {
+                strict: true,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap_err();
         assert!(
             matches!(strict, LoadError::MissingFolder { .. }),
             "{strict:?}"

@@ -115,7 +115,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             let (settings, _) = load_settings(Some(&checked))?;
             // Routes that match no loaded task are probably typos: warn, do not fail.
             if let Ok((plugins, _)) =
-                PluginSet::load(&settings.plugins.dirs, &LoadOptions { strict: false })
+                PluginSet::load(&settings.plugins.dirs, &load_options(&settings, false))
             {
                 let names: Vec<String> =
                     plugins.tasks().map(|t| t.full_name().to_owned()).collect();
@@ -138,11 +138,15 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             );
             Ok(EXIT_OK)
         }
-        Command::Plugins => {
+        Command::Plugins(args) => {
             let (settings, _) = load_settings(file.as_deref())?;
             let _guard = init_telemetry(&cli, &settings, &SharedBar::default())?;
             let host = Host::load(&settings)?;
-            print_plugins(&host);
+            if args.pins {
+                print_pins(&host, &settings)?;
+            } else {
+                print_plugins(&host);
+            }
             Ok(EXIT_OK)
         }
         Command::Run(args) => {
@@ -152,9 +156,33 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
             let host = Host::load(&settings)?;
             let progress = !cli.global.no_progress;
+            // The journal first: refusing it must not clobber the output file.
+            let journal = match &args.journal {
+                Some(path) => {
+                    Some(dispatch::journal::Journal::open(path, args.resume).or_exit(EXIT_USAGE)?)
+                }
+                None => None,
+            };
             let source = open_source(args, &settings, &host, progress)?;
-            let sink = open_sink(&args.output)?;
-            execute(
+            let sink = if args.resume && args.output != "-" {
+                // Resuming appends to the output (a torn last record is cut off).
+                let file = crate::sink::open_for_append(Path::new(&args.output))
+                    .and_then(JsonlSink::file)
+                    .with_context(|| format!("opening output {} to append", args.output))
+                    .or_exit(EXIT_USAGE)?;
+                Box::new(file)
+            } else {
+                open_sink(&args.output)?
+            };
+            let (source, sink, journal) = match journal {
+                Some((journal, contents)) => {
+                    let (source, sink, report) =
+                        dispatch::journal::attach(journal, contents, args.resume, source, sink);
+                    (source, sink, Some(report))
+                }
+                None => (source, sink, None),
+            };
+            let code = execute(
                 &cli,
                 &settings,
                 host,
@@ -163,7 +191,11 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 args.ordered,
                 &interrupts,
                 &bar,
-            )
+            )?;
+            if let Some(journal) = journal.filter(|_| !cli.global.quiet) {
+                eprint!("{journal}");
+            }
+            Ok(code)
         }
         Command::Demo(args) => {
             let (settings, _) = load_settings(file.as_deref())?;
@@ -242,9 +274,7 @@ struct Host {
 
 impl Host {
     fn load(settings: &Settings) -> Result<Self, Failure> {
-        let options = LoadOptions {
-            strict: settings.plugins.strict,
-        };
+        let options = load_options(settings, settings.plugins.strict);
         let (plugins, skipped) = PluginSet::load(&settings.plugins.dirs, &options)
             .context("loading plugins")
             .or_exit(EXIT_USAGE)?;
@@ -277,6 +307,51 @@ impl Host {
             router,
         })
     }
+}
+
+/// The loader's options from the settings: `strict`, and the trust pins.
+fn load_options(settings: &Settings, strict: bool) -> LoadOptions {
+    LoadOptions {
+        strict,
+        pins: settings.plugins.pins.clone(),
+        require_pins: settings.plugins.require_pins,
+    }
+}
+
+/// `taskhost plugins --pins`: the loaded plugins' checksums as a `[plugins.pins]` table.
+fn print_pins(host: &Host, settings: &Settings) -> Result<(), Failure> {
+    let mut lines = Vec::new();
+    for plugin in host.plugins.plugins() {
+        let sum = plugin
+            .sha256()
+            .with_context(|| format!("reading {}", plugin.path().display()))
+            .or_exit(EXIT_NOT_ALL_OK)?;
+        let name = plugin.name();
+        let key = if name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            name.to_owned()
+        } else {
+            format!("{name:?}")
+        };
+        lines.push(format!(
+            "{key} = \"{sum}\"  # version {}, {}",
+            plugin.version(),
+            plugin.path().display()
+        ));
+    }
+    println!(
+        "# SHA-256 pins (`taskhost plugins --pins`): {} plugin(s) loaded from {}.\n\
+         # Paste into the configuration; with `require_pins = true` under [plugins], no other\n\
+         # library is opened.\n[plugins.pins]",
+        lines.len(),
+        display_dirs(&settings.plugins.dirs)
+    );
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 fn display_dirs(dirs: &[PathBuf]) -> String {
@@ -383,9 +458,10 @@ fn open_sink(output: &str) -> Result<Box<dyn OutcomeSink>, Failure> {
         return Ok(Box::new(JsonlSink::new(io::stdout())));
     }
     let file = File::create(output)
+        .and_then(JsonlSink::file)
         .with_context(|| format!("creating output {output}"))
         .or_exit(EXIT_USAGE)?;
-    Ok(Box::new(JsonlSink::new(file)))
+    Ok(Box::new(file))
 }
 
 /// Work items from the configuration's jobs (or one `--expand`).

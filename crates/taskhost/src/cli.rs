@@ -45,7 +45,7 @@ pub enum Command {
     /// Run work items: JSON lines from --input, a plugin's expansion (--expand), or the config's jobs
     Run(RunArgs),
     /// List the loaded plugins, their versions and task types, and the pool each task routes to
-    Plugins,
+    Plugins(PluginsArgs),
     /// Show or check the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -73,6 +73,19 @@ pub struct RunArgs {
     /// Run the `[[jobs]]` of the configuration
     #[arg(long)]
     pub jobs: bool,
+    /// Append the id of each finished item (any status but `cancelled`) to FILE, durably
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Skip the items whose id is already in the --journal file (after a crash)
+    #[arg(long, requires = "journal")]
+    pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    /// Print the SHA-256 pins of the loaded plugins as TOML (`[plugins.pins]`), to paste into the config
+    #[arg(long)]
+    pub pins: bool,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +126,17 @@ mod tests {
         };
         assert!(run.ordered);
         assert_eq!(run.output, "-");
+    }
+
+    #[test]
+    fn resume_needs_a_journal() {
+        assert!(Cli::try_parse_from(["taskhost", "run", "--resume"]).is_err());
+        let cli = Cli::try_parse_from(["taskhost", "run", "--journal", "j", "--resume"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(run.journal, Some(PathBuf::from("j")));
+        assert!(run.resume);
     }
 
     #[test]

@@ -131,6 +131,89 @@ mod tests {
         assert_eq!(unused, ["primes/*", "*/slow-?"]);
     }
 
+    /// The documented semantics, written out: `*` is any run of characters but `/`, `?` one
+    /// character but `/`, anything else itself.
+    fn oracle_matches(pattern: &[u8], task: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => task.is_empty(),
+            Some((b'*', rest)) => (0..=task.len())
+                .take_while(|&n| n == 0 || task[n - 1] != b'/')
+                .any(|n| oracle_matches(rest, &task[n..])),
+            Some((b'?', rest)) => {
+                matches!(task.split_first(), Some((c, tail)) if *c != b'/' && oracle_matches(rest, tail))
+            }
+            Some((c, rest)) => {
+                matches!(task.split_first(), Some((t, tail)) if t == c && oracle_matches(rest, tail))
+            }
+        }
+    }
+
+    /// Globs over a small alphabet (so that they often match); `**` is collapsed, as a `**`
+    /// that is not a whole path component is not a valid glob.
+    fn any_glob() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex("[ab/*?.-]{0,7}")
+            .unwrap()
+            .prop_map(|g| {
+                let mut out = String::new();
+                for c in g.chars() {
+                    if !(c == '*' && out.ends_with('*')) {
+                        out.push(c);
+                    }
+                }
+                out
+            })
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn routing_is_the_first_matching_glob_or_the_default_pool(
+            globs in proptest::collection::vec(any_glob(), 0..6),
+            tasks in proptest::collection::vec("[ab/.-]{0,7}", 1..12),
+        ) {
+            let routes: Vec<RouteSettings> = globs
+                .iter()
+                .enumerate()
+                .map(|(i, g)| route(g, &format!("pool{i}"), i as u32))
+                .collect();
+            let router = Router::new(routes);
+            for task in &tasks {
+                let expected = globs
+                    .iter()
+                    .position(|g| oracle_matches(g.as_bytes(), task.as_bytes()));
+                let decision = router.route(task);
+                prop_assert_eq!(decision.route, expected, "task {:?} globs {:?}", task, globs);
+                match expected {
+                    Some(i) => {
+                        prop_assert_eq!(decision.pool, format!("pool{i}"));
+                        prop_assert_eq!(decision.retry.retries, i as u32);
+                    }
+                    None => {
+                        prop_assert_eq!(decision.pool, DEFAULT_POOL);
+                        prop_assert_eq!(decision.retry, RetryPolicy::NONE);
+                        prop_assert_eq!(decision.timeout, None);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn a_plugin_star_matches_its_tasks_and_nothing_below_or_beside(
+            plugin in "[a-z][a-z0-9_-]{0,8}",
+            task in "[a-z0-9_.-]{0,8}",
+            deeper in "[a-z0-9_.-]{0,4}",
+        ) {
+            let router = Router::new(vec![route(&format!("{plugin}/*"), "io", 0)]);
+            let within = format!("{plugin}/{task}");
+            let below = format!("{plugin}/{task}/{deeper}");
+            let beside = format!("{plugin}x/{task}");
+            prop_assert_eq!(router.route(&within).pool, "io");
+            prop_assert_eq!(router.route(&below).pool, DEFAULT_POOL);
+            prop_assert_eq!(router.route(&beside).pool, DEFAULT_POOL);
+        }
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let policy = RetryPolicy {

@@ -97,19 +97,42 @@ pub trait OutcomeSink: Send {
     fn write(&mut self, outcome: &Outcome) -> io::Result<()>;
     /// Makes everything written so far durable (or visible).
     fn flush(&mut self) -> io::Result<()>;
+    /// Flushes and, where the records go to a file, waits until they are on disk
+    /// (`fdatasync`). The journal calls it before it records ids as finished.
+    fn sync(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+    /// Called by the writer thread at least every 50 ms, with or without new outcomes (the
+    /// journal commits from here).
+    fn tick(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// JSON lines to any writer.
 #[derive(Debug)]
 pub struct JsonlSink<W: Write> {
     writer: io::BufWriter<W>,
+    /// The output file, for [`OutcomeSink::sync`]; `None` for stdout and other writers.
+    file: Option<std::fs::File>,
 }
 
 impl<W: Write + Send> JsonlSink<W> {
     pub fn new(writer: W) -> Self {
         Self {
             writer: io::BufWriter::with_capacity(64 * 1024, writer),
+            file: None,
         }
+    }
+}
+
+impl JsonlSink<std::fs::File> {
+    /// JSON lines to a file, which [`OutcomeSink::sync`] `fdatasync`s.
+    pub fn file(file: std::fs::File) -> io::Result<Self> {
+        let handle = file.try_clone()?;
+        let mut sink = Self::new(file);
+        sink.file = Some(handle);
+        Ok(sink)
     }
 }
 
@@ -122,6 +145,47 @@ impl<W: Write + Send> OutcomeSink for JsonlSink<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
     }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.writer.flush()?;
+        match &self.file {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens (or creates) `path` to append records to, cutting off a torn last line (one without
+/// its `\n`, left by a crash) so that the next record starts on a line of its own.
+pub fn open_for_append(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    // Find the end of the last whole line, reading backwards.
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut keep = 0;
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let size = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk[..size])?;
+        if let Some(at) = chunk[..size].iter().rposition(|&b| b == b'\n') {
+            keep = start + at as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if keep < len {
+        file.set_len(keep)?;
+    }
+    file.seek(SeekFrom::Start(keep))?;
+    Ok(file)
 }
 
 /// Rounds a duration to milliseconds with three decimals.
@@ -153,5 +217,30 @@ mod tests {
             r#"{"id":"3","task":null,"status":"invalid","error":"bad","pool":null,"attempts":0,"waited_ms":0.0,"ran_ms":0.0,"line":3}"#
         );
         assert!(lines[1].contains(r#""status":"timed_out","output":{"n":1},"pool""#));
+    }
+
+    #[test]
+    fn appending_cuts_a_torn_last_record_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        for (before, after) in [
+            ("", ""),
+            ("{\"id\":\"a\"}\n", "{\"id\":\"a\"}\n"),
+            ("{\"id\":\"a\"}\n{\"id\":\"b", "{\"id\":\"a\"}\n"),
+            ("{\"id\":\"torn", ""),
+        ] {
+            std::fs::write(&path, before).unwrap();
+            let mut file = open_for_append(&path).unwrap();
+            file.write_all(b"{}\n").unwrap();
+            drop(file);
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                format!("{after}{{}}\n")
+            );
+        }
+        let long = format!("{}\n{}", "x".repeat(200_000), "y".repeat(100_000));
+        std::fs::write(&path, &long).unwrap();
+        drop(open_for_append(&path).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 200_001);
     }
 }

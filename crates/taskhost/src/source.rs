@@ -198,11 +198,22 @@ pub fn parse_line(bytes: &[u8], line: u64) -> Result<WorkItem, InvalidLine> {
     };
     let text = std::str::from_utf8(bytes)
         .map_err(|error| invalid(format!("expected UTF-8 text, found {error}")))?;
-    let wire: WireItem<'_> = serde_json::from_str(text).map_err(|error| {
-        invalid(format!(
-            "expected a JSON object {{\"id\", \"task\", \"input\"}}, found a parse error: {error}"
-        ))
-    })?;
+    let expected = "expected a JSON object {\"id\", \"task\", \"input\"}";
+    // serde would take a JSON array as the struct's fields in order (`["a", "x/y"]`): only an
+    // object is a work item.
+    if !text.trim_start().starts_with('{') {
+        let found = match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Array(_)) => "an array".to_owned(),
+            Ok(serde_json::Value::String(_)) => "a string".to_owned(),
+            Ok(serde_json::Value::Number(_)) => "a number".to_owned(),
+            Ok(serde_json::Value::Bool(_)) => "a boolean".to_owned(),
+            Ok(_) => "null".to_owned(),
+            Err(error) => format!("a parse error: {error}"),
+        };
+        return Err(invalid(format!("{expected}, found {found}")));
+    }
+    let wire: WireItem<'_> = serde_json::from_str(text)
+        .map_err(|error| invalid(format!("{expected}, found a parse error: {error}")))?;
     let id = match wire.id {
         None => line.to_string(),
         Some(raw) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
@@ -290,5 +301,33 @@ mod tests {
             .unwrap_err()
             .message
             .contains("`id`"));
+    }
+
+    /// Found by trying bad inputs: serde reads a JSON array as a struct's fields in order, so
+    /// `["a", "testkit/echo"]` used to run as `{"id": "a", "task": "testkit/echo"}`.
+    #[test]
+    fn only_a_json_object_is_a_work_item() {
+        for (line, found) in [
+            (&br#"["a", "testkit/echo"]"#[..], "found an array"),
+            (br#"["a", "testkit/echo", {"n": 1}]"#, "found an array"),
+            (br#""testkit/echo""#, "found a string"),
+            (b"42", "found a number"),
+            (b"true", "found a boolean"),
+            (b"null", "found null"),
+            (
+                b"\xef\xbb\xbf{}",
+                "found a parse error: expected value at line 1 column 1",
+            ),
+        ] {
+            let error = parse_line(line, 1).unwrap_err();
+            assert_eq!(
+                error.message,
+                format!("expected a JSON object {{\"id\", \"task\", \"input\"}}, {found}"),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // Leading white space is fine.
+        assert_eq!(parse_line(b" \t{\"task\": \"a/b\"}", 3).unwrap().id, "3");
     }
 }

@@ -298,8 +298,14 @@ fn compile_tiny(dir: &Path, lib_name: &str, defines: &[&str]) -> PathBuf {
 
 /// Loads the one library in `dir` strictly and returns the error.
 fn refusal(dir: &Path) -> LoadError {
-    PluginSet::load(&[dir.to_path_buf()], &LoadOptions { strict: true })
-        .expect_err("the library must be refused")
+    PluginSet::load(
+        &[dir.to_path_buf()],
+        &LoadOptions {
+            strict: true,
+            ..LoadOptions::default()
+        },
+    )
+    .expect_err("the library must be refused")
 }
 
 /// The tiny plugin, compiled as it is and loaded (each test its own copy of the library).

@@ -13,8 +13,14 @@ fn loaded_names(set: &PluginSet) -> Vec<&str> {
 }
 
 fn strict_error(dir: &Path) -> LoadError {
-    PluginSet::load(&[dir.to_path_buf()], &LoadOptions { strict: true })
-        .expect_err("a strict load stops at the bad plugin")
+    PluginSet::load(
+        &[dir.to_path_buf()],
+        &LoadOptions {
+            strict: true,
+            ..LoadOptions::default()
+        },
+    )
+    .expect_err("a strict load stops at the bad plugin")
 }
 
 #[test]

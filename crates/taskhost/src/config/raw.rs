@@ -32,6 +32,11 @@ pub struct RawPlugins {
     pub dirs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_pins: Option<bool>,
+    /// `[plugins.pins]`: plugin name → `"sha256:<hex>"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pins: Option<BTreeMap<String, String>>,
 }
 
 /// `[logging]`

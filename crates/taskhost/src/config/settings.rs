@@ -27,6 +27,10 @@ pub struct Settings {
 pub struct PluginSettings {
     pub dirs: Vec<PathBuf>,
     pub strict: bool,
+    /// Refuse every plugin library that no pin matches (checked before it is opened).
+    pub require_pins: bool,
+    /// Plugin name → `sha256:<64 lowercase hex digits>` (checked and normalised).
+    pub pins: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +180,23 @@ impl std::fmt::Display for Issue {
     }
 }
 
+/// `sha256:<64 lowercase hex digits>` from a pin as written (`sha256:` and 64 hex digits, either
+/// case); the error says what is wrong. The same rule as `taskhost_loader::parse_pin`.
+pub fn parse_pin(text: &str) -> Result<String, String> {
+    let Some(hex) = text.strip_prefix("sha256:") else {
+        return Err(format!(
+            "expected \"sha256:<64 hex digits>\", found {text:?} (sha256 is the only algorithm)"
+        ));
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "expected \"sha256:\" and 64 hex digits, found {} characters after \"sha256:\" in {text:?}",
+            hex.chars().count()
+        ));
+    }
+    Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+}
+
 /// Default `max_workers`, as Python's: `min(32, cpus + 4)`.
 pub fn default_max_workers() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -296,7 +317,37 @@ impl Validator<'_> {
                 .map(PathBuf::from)
                 .collect(),
             strict: raw.strict.unwrap_or(false),
+            require_pins: raw.require_pins.unwrap_or(false),
+            pins: self.pins(raw.pins.as_ref()),
         }
+    }
+
+    /// `[plugins.pins]`: each key a plugin name, each value `"sha256:<64 hex digits>"`.
+    fn pins(&mut self, raw: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+        let mut pins = BTreeMap::new();
+        for (name, pin) in raw.into_iter().flatten() {
+            let key = format!("plugins.pins.{name}");
+            let valid_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid_name {
+                self.issue(
+                    &key,
+                    format!(
+                        "expected a plugin name of letters, digits, `_` or `-`, found {name:?}"
+                    ),
+                );
+                continue;
+            }
+            match parse_pin(pin) {
+                Ok(pin) => {
+                    pins.insert(name.clone(), pin);
+                }
+                Err(message) => self.issue(&key, message),
+            }
+        }
+        pins
     }
 
     fn logging(&mut self, raw: &RawLogging) -> LoggingSettings {
@@ -529,6 +580,8 @@ pub fn to_raw(settings: &Settings) -> RawConfig {
                     .collect(),
             ),
             strict: Some(settings.plugins.strict),
+            require_pins: Some(settings.plugins.require_pins),
+            pins: (!settings.plugins.pins.is_empty()).then(|| settings.plugins.pins.clone()),
         },
         logging: RawLogging {
             format: Some(settings.logging.format.as_str().to_owned()),

@@ -190,3 +190,92 @@ fn show_round_trips() {
     );
     assert_eq!(again.settings.routes.len(), loaded.settings.routes.len());
 }
+
+const PIN: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+#[test]
+fn pins_and_require_pins_are_read_and_normalised() {
+    let loaded = load_file(&format!(
+        "[plugins]\nrequire_pins = true\n\n[plugins.pins]\nprimes = \"{}\"\ntestkit = \"{PIN}\"\n",
+        PIN.to_uppercase().replace("SHA256:", "sha256:")
+    ))
+    .unwrap();
+    let plugins = &loaded.settings.plugins;
+    assert!(plugins.require_pins);
+    assert_eq!(plugins.pins.len(), 2);
+    assert_eq!(plugins.pins["primes"], PIN);
+    assert_eq!(plugins.pins["testkit"], PIN);
+    // The default: no pins, not required.
+    let loaded = load_from(EMBEDDED_DEFAULT, None, &[]).unwrap();
+    assert!(!loaded.settings.plugins.require_pins);
+    assert!(loaded.settings.plugins.pins.is_empty());
+}
+
+#[test]
+fn a_bad_pin_names_the_file_line_and_key() {
+    let found = issues("[plugins.pins]\nprimes = \"sha256:abc\"\nchecksum = \"md5:x\"\n");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found.iter().any(|f| f.starts_with(
+            "my.toml:2: key `plugins.pins.primes`: expected \"sha256:\" and 64 hex digits, found 3"
+        )),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|f| f.starts_with(
+            "my.toml:3: key `plugins.pins.checksum`: expected \"sha256:<64 hex digits>\""
+        )),
+        "{found:?}"
+    );
+    let found = issues("[plugins]\nrequire_pins = \"maybe\"\n");
+    assert!(
+        found[0].starts_with("my.toml:2: key `plugins.require_pins`: wrong type"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn pins_come_from_the_environment_too() {
+    let loaded = load_from(
+        EMBEDDED_DEFAULT,
+        None,
+        &env(&[
+            ("TASKHOST_PLUGINS__REQUIRE_PINS", "true"),
+            ("TASKHOST_PLUGINS__PINS__PRIMES", PIN),
+        ]),
+    )
+    .unwrap();
+    assert!(loaded.settings.plugins.require_pins);
+    assert_eq!(loaded.settings.plugins.pins["primes"], PIN);
+}
+
+#[test]
+fn the_pin_rule_is_the_loaders() {
+    for text in [
+        PIN,
+        &PIN.to_uppercase().replace("SHA256:", "sha256:"),
+        "sha256:abc",
+        "md5:abc",
+        "",
+        &format!("sha256:{}", "g".repeat(64)),
+    ] {
+        assert_eq!(
+            settings::parse_pin(text),
+            taskhost_loader::parse_pin(text),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn show_round_trips_pins() {
+    let loaded = load_file(&format!(
+        "[plugins]\nrequire_pins = true\n[plugins.pins]\nprimes = \"{PIN}\"\n"
+    ))
+    .unwrap();
+    let text = toml::to_string(&settings::to_raw(&loaded.settings)).unwrap();
+    assert!(text.contains("require_pins = true"), "{text}");
+    let again = load_from(&text, None, &[]).unwrap();
+    assert!(again.settings.plugins.require_pins);
+    assert_eq!(again.settings.plugins.pins, loaded.settings.plugins.pins);
+}

@@ -1,0 +1,604 @@
+//! The journal: `taskhost run --journal FILE [--resume]`.
+//!
+//! A crash (`kill -9`, an out-of-memory kill, a plugin that aborts or segfaults and takes the
+//! in-process host down with it) loses the run's state. The journal is the way back: it is an
+//! append-only file with the id of each *finished* item, and `--resume` skips the input items whose
+//! id it already holds.
+//!
+//! **Format.** One JSON string per line: the outcome record's `id` (the item's id, or its line
+//! number when it has none), e.g. `"a1"` or `"17"`. A last line without its `\n` is a torn write
+//! from a crash: it is ignored, and cut off before anything is appended.
+//!
+//! **What counts as finished.** Every final status — `ok`, `failed`, `panicked`, `timed_out`,
+//! `rejected`, `invalid` — except `cancelled`: an item cancelled by Ctrl-C / SIGTERM did not
+//! finish, so a resumed run does it again. (`rejected` counts as finished, including a rejection
+//! by a full queue with `when_full = "reject"`; to redo those, remove their ids from the journal.)
+//!
+//! **Ordering and durability.** [`JournaledSink`] wraps the outcome sink. `write` writes the
+//! record to the sink and only remembers the id; a *commit* then (1) flushes the sink and, for an
+//! output file, `fdatasync`s it, and only after that (2) appends the remembered ids to the journal
+//! and `fdatasync`s the journal. So an id is in the journal only once its outcome record is
+//! durable in the output (with `--output -` there is nothing to sync: the records are flushed to
+//! stdout, and whoever reads it holds them). Commits happen at most every [`COMMIT_INTERVAL`] (the writer ticks the
+//! sink), when [`COMMIT_BATCH`] ids are waiting, at the end of the run, after Ctrl-C (the wind-down
+//! writes every outcome, then commits) and on the second Ctrl-C (the emergency flush commits too).
+//!
+//! **Guarantee.** Against the journal, exactly once: an id in the journal is never run again by
+//! `--resume`, and every input item whose id is not in it is run (and gets its record) by the
+//! resumed run. Output, at least once: records written after the last commit before a crash are
+//! in the first run's output *and* the resumed run's (their ids never reached the journal). Keep
+//! ids unique: `--resume` skips every item whose id is in the journal, duplicates included.
+//!
+//! The skip set holds every id of the journal in memory (a `HashSet<String>`).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::sink::{Outcome, OutcomeSink, Status};
+use crate::source::{parse_line, Entry, EntryBody, WorkSource};
+
+/// Ids wait at most about this long (plus the writer's 50 ms tick) before they are committed.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Commit as soon as this many ids wait (bounds the ids held in memory between commits).
+pub const COMMIT_BATCH: usize = 16_384;
+
+/// Why a journal could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "journal {path}:{line}: expected a JSON string (an item id) per line, found {found:?} \
+         (is this really a taskhost journal?)"
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        found: String,
+    },
+    #[error(
+        "journal {path} already holds {records} finished items: pass --resume to skip them, \
+         or remove the file to start over"
+    )]
+    NotEmpty { path: PathBuf, records: usize },
+}
+
+/// The ids a journal holds, and how much of the file is whole records.
+#[derive(Debug, Default)]
+pub struct JournalContents {
+    pub ids: HashSet<String>,
+    /// Complete records read (duplicates included).
+    pub records: usize,
+    /// Bytes of complete lines; anything after is a torn last line.
+    pub valid_len: u64,
+    /// Bytes of a torn last line (cut off when the journal is opened for appending).
+    pub torn_bytes: u64,
+}
+
+/// Reads a journal: complete lines are ids; a last line without `\n` is ignored as torn.
+pub fn read_journal(reader: impl Read, path: &Path) -> Result<JournalContents, JournalError> {
+    let mut reader = BufReader::new(reader);
+    let mut contents = JournalContents::default();
+    let mut buffer = Vec::new();
+    let mut line = 0u64;
+    loop {
+        buffer.clear();
+        let read = reader
+            .read_until(b'\n', &mut buffer)
+            .map_err(|source| JournalError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        if buffer.last() != Some(&b'\n') {
+            contents.torn_bytes = read as u64;
+            break;
+        }
+        line += 1;
+        let record = &buffer[..buffer.len() - 1];
+        match serde_json::from_slice::<String>(record) {
+            Ok(id) => {
+                contents.ids.insert(id);
+                contents.records += 1;
+                contents.valid_len += read as u64;
+            }
+            Err(_) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_owned(),
+                    line,
+                    found: String::from_utf8_lossy(&record[..record.len().min(80)]).into_owned(),
+                })
+            }
+        }
+    }
+    Ok(contents)
+}
+
+/// An open journal, ready to append to.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path`.
+    ///
+    /// With `resume`, returns the ids it already holds (none when the file does not exist yet)
+    /// and cuts a torn last line off. Without `resume`, a journal that already holds records is
+    /// refused, so that a forgotten `--resume` does not silently redo finished work.
+    pub fn open(path: &Path, resume: bool) -> Result<(Self, JournalContents), JournalError> {
+        let io_error = |source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_error)?;
+        let contents = read_journal(&mut file, path)?;
+        if !resume && contents.records > 0 {
+            return Err(JournalError::NotEmpty {
+                path: path.to_owned(),
+                records: contents.records,
+            });
+        }
+        if contents.torn_bytes > 0 {
+            tracing::warn!(
+                target: "taskhost",
+                journal = %path.display(),
+                bytes = contents.torn_bytes,
+                "journal.torn_line: ignoring the torn last line of the journal"
+            );
+        }
+        // Cut a torn tail (or, without --resume, an empty file's stray bytes) off, and append
+        // from the end of the last whole record.
+        file.set_len(contents.valid_len).map_err(io_error)?;
+        file.seek(SeekFrom::Start(contents.valid_len))
+            .map_err(io_error)?;
+        file.sync_data().map_err(io_error)?;
+        Ok((
+            Self {
+                path: path.to_owned(),
+                file,
+            },
+            contents,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `ids` and makes them durable (one write, then `fdatasync`).
+    fn append(&mut self, ids: &[String]) -> io::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(ids.iter().map(|id| id.len() + 3).sum());
+        for id in ids {
+            serde_json::to_writer(&mut bytes, id)?;
+            bytes.push(b'\n');
+        }
+        self.file.write_all(&bytes)?;
+        self.file.sync_data()
+    }
+}
+
+/// An outcome sink that also journals finished items (see the module doc for the ordering).
+pub struct JournaledSink {
+    inner: Box<dyn OutcomeSink>,
+    journal: Journal,
+    /// Ids whose records are written to `inner` but not yet committed.
+    pending: Vec<String>,
+    last_commit: Instant,
+    committed: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for JournaledSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournaledSink")
+            .field("journal", &self.journal)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JournaledSink {
+    pub fn new(inner: Box<dyn OutcomeSink>, journal: Journal) -> Self {
+        Self {
+            inner,
+            journal,
+            pending: Vec::new(),
+            last_commit: Instant::now(),
+            committed: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// How many ids this run has committed to the journal so far.
+    pub fn committed(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.committed)
+    }
+
+    /// Makes the written records durable, then journals their ids.
+    fn commit(&mut self) -> io::Result<()> {
+        self.last_commit = Instant::now();
+        if self.pending.is_empty() {
+            return self.inner.flush();
+        }
+        // The records first: an id must never be in the journal before its record is out.
+        self.inner.sync()?;
+        let journal_path = self.journal.path.display().to_string();
+        self.journal.append(&self.pending).map_err(|error| {
+            io::Error::new(error.kind(), format!("journal {journal_path}: {error}"))
+        })?;
+        self.committed
+            .fetch_add(self.pending.len() as u64, Ordering::Relaxed);
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// Whether an outcome with this status is journaled (finished): all but `cancelled`.
+pub fn is_finished(status: Status) -> bool {
+    status != Status::Cancelled
+}
+
+impl OutcomeSink for JournaledSink {
+    fn write(&mut self, outcome: &Outcome) -> io::Result<()> {
+        self.inner.write(outcome)?;
+        if is_finished(outcome.status) {
+            self.pending.push(outcome.id.clone());
+            if self.pending.len() >= COMMIT_BATCH {
+                self.commit()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.commit()
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.commit()
+    }
+
+    fn tick(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() && self.last_commit.elapsed() >= COMMIT_INTERVAL {
+            self.commit()?;
+        }
+        Ok(())
+    }
+}
+
+/// The id an entry's outcome record will carry (what the journal holds for it).
+pub fn entry_id(entry: &Entry) -> String {
+    match &entry.body {
+        EntryBody::Item(item) => item.id.clone(),
+        EntryBody::Line(bytes) => match parse_line(bytes, entry.line) {
+            Ok(item) => item.id,
+            Err(invalid) => invalid.id.unwrap_or_else(|| entry.line.to_string()),
+        },
+        EntryBody::Oversized { .. } => entry.line.to_string(),
+    }
+}
+
+/// A source that leaves out the entries whose id is in the journal (`--resume`).
+///
+/// Lines are parsed here, on the reader thread; a parsed item is handed on as
+/// [`EntryBody::Item`], so the dispatcher does not parse it again.
+pub struct ResumeSource {
+    inner: Box<dyn WorkSource>,
+    done: HashSet<String>,
+    skipped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for ResumeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumeSource")
+            .field("done", &self.done.len())
+            .field("skipped", &self.skipped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResumeSource {
+    pub fn new(inner: Box<dyn WorkSource>, done: HashSet<String>) -> Self {
+        Self {
+            inner,
+            done,
+            skipped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// How many entries were left out so far.
+    pub fn skipped(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.skipped)
+    }
+}
+
+impl WorkSource for ResumeSource {
+    fn next_entry(&mut self) -> io::Result<Option<Entry>> {
+        loop {
+            let Some(entry) = self.inner.next_entry()? else {
+                return Ok(None);
+            };
+            let entry = match entry.body {
+                EntryBody::Line(bytes) => match parse_line(&bytes, entry.line) {
+                    Ok(item) => Entry {
+                        line: entry.line,
+                        body: EntryBody::Item(item),
+                    },
+                    Err(_) => Entry {
+                        line: entry.line,
+                        body: EntryBody::Line(bytes),
+                    },
+                },
+                body => Entry {
+                    line: entry.line,
+                    body,
+                },
+            };
+            if self.done.contains(&entry_id(&entry)) {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            return Ok(Some(entry));
+        }
+    }
+
+    fn len_hint(&self) -> Option<u64> {
+        self.inner
+            .len_hint()
+            .map(|n| n.saturating_sub(self.done.len() as u64))
+    }
+}
+
+/// What the journal did in this run, for the summary.
+#[derive(Debug)]
+pub struct JournalReport {
+    path: PathBuf,
+    resumed: bool,
+    /// Records the journal held when the run started.
+    previous: usize,
+    skipped: Arc<AtomicU64>,
+    committed: Arc<AtomicU64>,
+}
+
+impl std::fmt::Display for JournalReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "  journal {}: {} finished items recorded by this run",
+            self.path.display(),
+            self.committed.load(Ordering::Relaxed)
+        )?;
+        if self.resumed {
+            write!(
+                f,
+                "; resumed: skipped {} input items already finished (the journal held {})",
+                self.skipped.load(Ordering::Relaxed),
+                self.previous
+            )?;
+        }
+        writeln!(f)
+    }
+}
+
+/// Wraps the run's source (leaving out what `contents` holds) and sink in the opened journal.
+pub fn attach(
+    journal: Journal,
+    contents: JournalContents,
+    resume: bool,
+    source: Box<dyn WorkSource>,
+    sink: Box<dyn OutcomeSink>,
+) -> (Box<dyn WorkSource>, Box<dyn OutcomeSink>, JournalReport) {
+    let previous = contents.records;
+    let (source, skipped): (Box<dyn WorkSource>, _) = if contents.ids.is_empty() {
+        (source, Arc::new(AtomicU64::new(0)))
+    } else {
+        let source = ResumeSource::new(source, contents.ids);
+        let skipped = source.skipped();
+        (Box::new(source), skipped)
+    };
+    let path = journal.path.clone();
+    let sink = JournaledSink::new(sink, journal);
+    let committed = sink.committed();
+    let report = JournalReport {
+        path,
+        resumed: resume,
+        previous,
+        skipped,
+        committed,
+    };
+    (source, Box::new(sink), report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::JsonlSource;
+
+    #[derive(Debug, Default, Clone)]
+    struct Log(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl OutcomeSink for Log {
+        fn write(&mut self, outcome: &Outcome) -> io::Result<()> {
+            self.0.lock().unwrap().push(format!("write {}", outcome.id));
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.lock().unwrap().push("flush".to_owned());
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            self.0.lock().unwrap().push("sync".to_owned());
+            Ok(())
+        }
+    }
+
+    fn outcome(id: &str, status: Status) -> Outcome {
+        let mut outcome = Outcome::unrun(1, Some(id.to_owned()), None, status, String::new());
+        outcome.error = None;
+        outcome
+    }
+
+    #[test]
+    fn finished_ids_are_committed_after_the_records_and_cancelled_ones_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (journal, contents) = Journal::open(&path, false).unwrap();
+        assert_eq!(contents.records, 0);
+        let log = Log::default();
+        let mut sink = JournaledSink::new(Box::new(log.clone()), journal);
+        for (id, status) in [
+            ("a", Status::Ok),
+            ("b", Status::Cancelled),
+            ("c\n\"odd\"", Status::Failed),
+            ("d", Status::Invalid),
+        ] {
+            sink.write(&outcome(id, status)).unwrap();
+        }
+        // Nothing is journaled before a commit.
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        sink.tick().unwrap(); // too early: no commit
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        sink.flush().unwrap();
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            ["write a", "write b", "write c\n\"odd\"", "write d", "sync"]
+        );
+        let contents = read_journal(File::open(&path).unwrap(), &path).unwrap();
+        assert_eq!(contents.records, 3);
+        assert!(contents.ids.contains("c\n\"odd\""));
+        assert!(!contents.ids.contains("b"));
+        assert_eq!(sink.committed().load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_tick_commits_once_the_interval_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (journal, _) = Journal::open(&path, false).unwrap();
+        let mut sink = JournaledSink::new(Box::new(Log::default()), journal);
+        sink.write(&outcome("a", Status::Ok)).unwrap();
+        std::thread::sleep(COMMIT_INTERVAL + Duration::from_millis(20));
+        sink.tick().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"\"a\"\n");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_cut_off_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        std::fs::write(&path, "\"a\"\n\"b\"\n\"c").unwrap();
+        let (journal, contents) = Journal::open(&path, true).unwrap();
+        assert_eq!(contents.records, 2);
+        assert_eq!(contents.torn_bytes, 2);
+        assert_eq!(
+            contents.ids,
+            HashSet::from(["a".to_owned(), "b".to_owned()])
+        );
+        let mut sink = JournaledSink::new(Box::new(Log::default()), journal);
+        sink.write(&outcome("c", Status::Ok)).unwrap();
+        sink.flush().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "\"a\"\n\"b\"\n\"c\"\n"
+        );
+    }
+
+    #[test]
+    fn a_journal_with_records_needs_resume_and_garbage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        std::fs::write(&path, "\"a\"\n").unwrap();
+        let error = Journal::open(&path, false).unwrap_err();
+        assert!(error.to_string().contains("pass --resume"), "{error}");
+        std::fs::write(&path, "\"a\"\n{\"id\":\"x\"}\n").unwrap();
+        let error = Journal::open(&path, true).unwrap_err();
+        assert!(
+            error.to_string().contains(":2: expected a JSON string"),
+            "{error}"
+        );
+        // A missing journal is an empty one, with or without --resume.
+        let fresh = dir.path().join("new");
+        assert_eq!(Journal::open(&fresh, true).unwrap().1.records, 0);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever ids (any text), statuses and commit points, and wherever a crash cuts the
+        /// journal: reading it back gives whole records only, each the id of a record that was
+        /// synced to the sink before it, never a cancelled one.
+        #[test]
+        fn a_journal_cut_anywhere_reads_back_synced_finished_ids(
+            outcomes in proptest::collection::vec(
+                (".{0,12}", proptest::sample::select(Status::ALL.to_vec()), any::<bool>()),
+                0..40,
+            ),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j");
+            let (journal, _) = Journal::open(&path, false).unwrap();
+            let log = Log::default();
+            let mut sink = JournaledSink::new(Box::new(log.clone()), journal);
+            for (id, status, commit) in &outcomes {
+                sink.write(&outcome(id, *status)).unwrap();
+                if *commit {
+                    sink.flush().unwrap();
+                }
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let cut = if bytes.is_empty() { 0 } else { cut.index(bytes.len() + 1) };
+            let contents = read_journal(&bytes[..cut], &path).unwrap();
+            prop_assert_eq!(contents.valid_len + contents.torn_bytes, cut as u64);
+            // The ids written to the sink before its last sync.
+            let events = log.0.lock().unwrap().clone();
+            let last_sync = events.iter().rposition(|e| e == "sync").unwrap_or(0);
+            let synced: HashSet<String> = outcomes
+                .iter()
+                .take(events[..last_sync].iter().filter(|e| e.starts_with("write ")).count())
+                .filter(|(_, status, _)| is_finished(*status))
+                .map(|(id, _, _)| id.clone())
+                .collect();
+            prop_assert!(contents.ids.is_subset(&synced), "{:?} not within {:?}", contents.ids, synced);
+            if cut == bytes.len() {
+                prop_assert_eq!(contents.ids, synced);
+            }
+        }
+    }
+
+    #[test]
+    fn resume_skips_journaled_ids_including_line_number_ids() {
+        let text = "{\"id\":\"a\",\"task\":\"t/x\"}\n{\"task\":\"t/x\"}\nnot json\n\n{\"id\":\"d\",\"task\":\"t/x\"}\n";
+        let done = HashSet::from(["a".to_owned(), "3".to_owned()]);
+        let mut source = ResumeSource::new(
+            Box::new(JsonlSource::new(
+                io::Cursor::new(text.as_bytes().to_vec()),
+                1024,
+            )),
+            done,
+        );
+        let skipped = source.skipped();
+        let ids: Vec<String> = std::iter::from_fn(|| source.next_entry().unwrap())
+            .map(|e| entry_id(&e))
+            .collect();
+        assert_eq!(ids, ["2", "d"]);
+        assert_eq!(skipped.load(Ordering::Relaxed), 2);
+    }
+}
