@@ -26,6 +26,7 @@ commands:
   test                        everything CI checks: fmt, clippy, plugins, cargo test
   bench [--quick]             run the benchmarks against the peers and write the report
   soak [--secs N] [--seed N]  minutes of random load on several pools, then an audit (default 300 s)
+  fuzz [--time SECS]          run each cargo-fuzz target for SECS seconds (default 60; needs nightly)
   ci                          same as `test`
 ";
 
@@ -56,6 +57,7 @@ fn run_command() -> Result<()> {
         "test" | "ci" => test(),
         "bench" => bench(rest),
         "soak" => soak(rest),
+        "fuzz" => fuzz(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
@@ -419,6 +421,45 @@ fn soak(rest: &[String]) -> Result<()> {
     }
     command.args(rest);
     run(&mut command)
+}
+
+/// The cargo-fuzz targets under `fuzz/` (libFuzzer; nightly only, so not part of `test`).
+const FUZZ_TARGETS: [&str; 3] = ["work_item", "config", "journal"];
+
+/// `cargo xtask fuzz --time SECS`: each target in turn; a crash leaves its input in
+/// `fuzz/artifacts/<target>/` and fails the command.
+fn fuzz(rest: &[String]) -> Result<()> {
+    let seconds = match rest.iter().position(|a| a == "--time") {
+        Some(index) => rest
+            .get(index + 1)
+            .and_then(|value| value.parse::<u64>().ok())
+            .context("--time needs a whole number of seconds")?,
+        None => 60,
+    };
+    let ready = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .current_dir(project_root())
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !ready {
+        bail!(
+            "cargo-fuzz needs a nightly toolchain: `rustup toolchain install nightly` and \
+             `cargo install cargo-fuzz`, then run this again"
+        );
+    }
+    let fuzz_dir = project_root().join("fuzz");
+    for target in FUZZ_TARGETS {
+        let corpus = fuzz_dir.join("corpus").join(target);
+        fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
+        run(Command::new("cargo")
+            .current_dir(project_root())
+            .args(["+nightly", "fuzz", "run", "-O", target])
+            .arg(&corpus)
+            .arg(fuzz_dir.join("seeds").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}")))?;
+    }
+    Ok(())
 }
 
 fn bench(rest: &[String]) -> Result<()> {
