@@ -36,6 +36,17 @@ pub enum LoadError {
         reason: String,
     },
 
+    /// The library file ends before one of its loadable (`PT_LOAD`) segments does: a truncated
+    /// copy. Found from the ELF program headers before the library is opened (mapping it would
+    /// kill the process with `SIGBUS`); not checked on macOS and Windows.
+    #[error("{}: not a complete library: {reason}", path.display())]
+    IncompleteLibrary {
+        /// The file.
+        path: PathBuf,
+        /// Which segment ends where, and the file's size.
+        reason: String,
+    },
+
     /// The library loads but does not export a taskhost plugin.
     #[error("{}: expected a taskhost plugin, found a library without the `{symbol}` symbol (was it built with `taskhost_plugin_api::export_plugin!`?) or the `taskhost_plugin_descriptor` symbol of a C plugin", path.display())]
     NoRootSymbol {

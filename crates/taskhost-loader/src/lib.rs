@@ -30,6 +30,11 @@
 //!   on the checksum of the very descriptor the library is then loaded through
 //!   (`/proc/self/fd/N` on Linux), so the file cannot change in between;
 //!   [`LoadedPlugin::sha256`] gives the value to pin.
+//! - On ELF platforms (not macOS or Windows) the ELF header and program headers are then read
+//!   through that descriptor, and a library cut short inside a loadable segment is refused
+//!   ([`LoadError::IncompleteLibrary`]; one cut inside those headers, [`LoadError::NotALibrary`])
+//!   instead of being mapped: `dlopen` would map pages past the end of the file, and touching
+//!   them kills the process with `SIGBUS`.
 //! - A file that fails to load or is refused is reported as a short [`LoadError`] and skipped,
 //!   unless [`LoadOptions::strict`] is set. Libraries are never unloaded.
 //! - [`PluginTask::run`] calls the plugin with a [`RunContext`] (cancellation, progress, logs);
@@ -56,6 +61,7 @@
 mod backend;
 mod c_abi;
 mod context;
+mod elf;
 mod error;
 mod trust;
 
@@ -521,6 +527,8 @@ fn load_checked(
         }
         let _ = sha256.set(found);
     }
+    #[cfg(all(unix, not(target_vendor = "apple")))]
+    check_complete(&path, &candidate.file)?;
     let load_path = candidate.load_path();
     // From here on the library may be mapped under `load_path`: its descriptor stays open for
     // the life of the process (see `trust`).
@@ -573,6 +581,45 @@ fn load_checked(
         None => {}
     }
     Ok(plugin)
+}
+
+/// Refuses an ELF library cut short before the platform loader maps it (see `elf`).
+///
+/// A file cut inside its loadable segments is a [`LoadError::IncompleteLibrary`] that says
+/// which segment ends where. A file cut inside its ELF header or program headers is a
+/// [`LoadError::NotALibrary`] with the very reason glibc's `dlopen` gives for it ("file too
+/// short", "cannot read file data"), so the message does not change with the libc; where the
+/// headers end goes to `debug` level.
+#[cfg(all(unix, not(target_vendor = "apple")))]
+fn check_complete(path: &Path, file: &File) -> Result<(), LoadError> {
+    let incomplete = elf::check_file(file).map_err(|source| LoadError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let why = match incomplete {
+        Ok(()) => return Ok(()),
+        Err(why) => why,
+    };
+    let reason = match why {
+        elf::Incomplete::Segment { .. } => {
+            return Err(LoadError::IncompleteLibrary {
+                path: path.to_path_buf(),
+                reason: why.to_string(),
+            })
+        }
+        elf::Incomplete::Header { .. } => "file too short",
+        elf::Incomplete::ProgramHeaders { .. } => "cannot read file data",
+    };
+    tracing::debug!(
+        target: "taskhost::loader",
+        path = %path.display(),
+        "{}: not a complete library: {why}",
+        path.display()
+    );
+    Err(LoadError::NotALibrary {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    })
 }
 
 /// Opens one library (through `load_path`, which names the same file as `path`) and reads its

@@ -171,3 +171,116 @@ fn other_files_in_a_plugin_folder_are_ignored() {
     assert_eq!(loaded_names(&set), ["primes"]);
     assert!(skipped.is_empty(), "{skipped:?}");
 }
+
+/// The size of the ELF64 little-endian header and program header table of `bytes`, and where
+/// its last loadable (`PT_LOAD`) segment ends in the file. Enough for the sample plugins of a
+/// 64-bit little-endian Linux host; the loader's own parser is unit-tested in `src/elf.rs`.
+fn elf64_extent(bytes: &[u8]) -> (usize, usize) {
+    let uint = |at: usize, width: usize| {
+        bytes[at..at + width]
+            .iter()
+            .rev()
+            .fold(0usize, |n, b| (n << 8) | usize::from(*b))
+    };
+    assert_eq!(
+        &bytes[..6],
+        b"\x7fELF\x02\x01",
+        "an ELF64 little-endian library"
+    );
+    let (phoff, phentsize, phnum) = (uint(0x20, 8), uint(0x36, 2), uint(0x38, 2));
+    let loadable_end = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .filter(|&at| uint(at, 4) == 1)
+        .map(|at| uint(at + 8, 8) + uint(at + 32, 8))
+        .max()
+        .expect("a library has loadable segments");
+    (phoff + phnum * phentsize, loadable_end)
+}
+
+/// `1048576` → `1 048 576`, as the loader writes sizes.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A library cut anywhere before the end of its loadable segments is refused with a short
+/// error, never opened: `dlopen` would map the missing pages and the test process would die of
+/// `SIGBUS` on the first touch.
+#[cfg(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    target_endian = "little"
+))]
+#[test]
+fn a_plugin_truncated_at_any_size_is_refused_without_crashing() {
+    for name in ["taskhost_primes", "taskhost_csample"] {
+        let whole = std::fs::read(sample_plugin(name)).unwrap();
+        let (headers_end, loadable_end) = elf64_extent(&whole);
+        let sizes = [
+            0,
+            3,
+            40,
+            100,
+            headers_end - 1,
+            headers_end,
+            1_000,
+            4_096,
+            loadable_end / 3,
+            loadable_end / 2,
+            loadable_end - 4_096,
+            loadable_end - 1,
+        ];
+        for size in sizes {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(library_file_name(name));
+            std::fs::write(&path, &whole[..size]).unwrap();
+            let (set, skipped) = load(&[dir.path()]);
+            assert!(set.plugins().is_empty(), "{name} cut at {size}: {set:?}");
+            assert_eq!(skipped.len(), 1, "{name} cut at {size}: {skipped:?}");
+            let message = skipped[0].to_string();
+            assert!(!message.contains('\n'), "{message}");
+            let context = format!("{name} cut at {size}: {message}");
+            if size >= headers_end {
+                assert!(
+                    matches!(skipped[0], LoadError::IncompleteLibrary { .. }),
+                    "{context}"
+                );
+                let prefix = format!("{}: not a complete library: segment ", path.display());
+                let suffix = format!(" but the file has {} bytes (truncated?)", grouped(size));
+                assert!(
+                    message.starts_with(&prefix) && message.ends_with(&suffix),
+                    "{context}"
+                );
+            } else {
+                assert!(
+                    matches!(skipped[0], LoadError::NotALibrary { .. }),
+                    "{context}"
+                );
+                let prefix = format!(
+                    "{}: expected a dynamic library, found a file the loader cannot open (",
+                    path.display()
+                );
+                assert!(message.starts_with(&prefix), "{context}");
+            }
+            match size {
+                // The reasons glibc's `dlopen` gives, now the loader's own.
+                40 => assert!(message.ends_with("(file too short)"), "{context}"),
+                100 => assert!(message.ends_with("(cannot read file data)"), "{context}"),
+                _ => {}
+            }
+            let strict = strict_error(dir.path());
+            assert_eq!(strict.to_string(), message, "strict, {context}");
+        }
+        // The whole file still loads.
+        let dir = folder_with(&[name]);
+        let (set, skipped) = load(&[dir.path()]);
+        assert_eq!(set.plugins().len(), 1, "{skipped:?}");
+    }
+}
