@@ -397,6 +397,24 @@ fn test() -> Result<()> {
     run(cargo()
         .args(["test", "--workspace"])
         .env("TASKHOST_TEST_PLUGIN_DIR", &plugins))?;
+    // The loom models of the pool's protocol (crates/taskhost-executor/tests/loom.rs), in a
+    // target folder of their own so the `--cfg loom` build leaves the normal cache alone.
+    let rustflags = match env::var("RUSTFLAGS") {
+        Ok(flags) if !flags.trim().is_empty() => format!("{flags} --cfg loom"),
+        _ => "--cfg loom".to_owned(),
+    };
+    let loom_target = metadata()?.target_directory.join("loom");
+    run(cargo()
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "taskhost-executor",
+            "--test",
+            "loom",
+        ])
+        .env("RUSTFLAGS", rustflags)
+        .env("CARGO_TARGET_DIR", &loom_target))?;
     // The short soak: the same audit as `cargo xtask soak`, for 10 seconds.
     run(cargo().args(SOAK).args(["--secs", "10"]))?;
     Ok(())

@@ -20,7 +20,6 @@
 use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use tracing::{Level, Span};
@@ -30,8 +29,9 @@ use crate::error::{BuildError, CancelReason, ResultError, SubmitError};
 use crate::future::{HasShared, Shared, TaskFuture};
 use crate::job::{Abandon, ExecuteJob, FutureJob, Job, MapCall, Plain, TaskFn, WithContext};
 use crate::metrics::{Metrics, MetricsSnapshot, Padded, WorkerSide, WorkerTotals};
+use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{
-    fence, lock, spin_wait, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering,
+    counter, fence, lock, spin_wait, Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering,
     Popped, Queue, Striped,
 };
 
@@ -43,7 +43,7 @@ use crate::sync::{
 /// ```
 pub const TRACING_TARGET: &str = "taskhost_executor";
 
-static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_TASK_ID: counter::AtomicU64 = counter::AtomicU64::new(1);
 
 /// Task ids are handed to each submitting thread in blocks, so that submitters do not all
 /// bump one shared counter.
@@ -191,7 +191,7 @@ impl fmt::Debug for ExecutorBuilder {
 /// assert!((5..=32).contains(&n));
 /// ```
 pub fn default_max_workers() -> usize {
-    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cpus + 4).min(32)
 }
 
@@ -366,9 +366,9 @@ impl ExecutorBuilder {
 pub(crate) struct WorkerSlot {
     /// This worker's own counters (summed by `Executor::metrics`).
     counts: Padded<WorkerSide>,
-    task_id: AtomicU64,
-    started_ns: AtomicU64,
-    has_name: AtomicBool,
+    task_id: counter::AtomicU64,
+    started_ns: counter::AtomicU64,
+    has_name: counter::AtomicBool,
     name: Mutex<Option<Arc<str>>>,
 }
 
@@ -376,9 +376,9 @@ impl Default for WorkerSlot {
     fn default() -> Self {
         WorkerSlot {
             counts: Padded(WorkerSide::sole_writer()),
-            task_id: AtomicU64::new(0),
-            started_ns: AtomicU64::new(0),
-            has_name: AtomicBool::new(false),
+            task_id: counter::AtomicU64::new(0),
+            started_ns: counter::AtomicU64::new(0),
+            has_name: counter::AtomicBool::new(false),
             name: Mutex::new(None),
         }
     }
@@ -648,7 +648,7 @@ impl PoolInner {
             // A worker drops its slot when it exits; a record without a handle was taken by
             // `join_all`, whose join may still be under way.
             let finished = match &record.handle {
-                Some(handle) => handle.is_finished(),
+                Some(handle) => thread::is_finished(handle),
                 None => Arc::strong_count(&record.slot) == 1,
             };
             if finished {
@@ -669,10 +669,9 @@ impl PoolInner {
         let pool = Arc::clone(self);
         let thread_slot = Arc::clone(&slot);
         let thread_name = name.clone();
-        match thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || worker_main(pool, thread_slot, thread_name))
-        {
+        match thread::spawn_named(name.clone(), move || {
+            worker_main(pool, thread_slot, thread_name);
+        }) {
             Ok(handle) => workers.threads.push(WorkerRecord {
                 name,
                 handle: Some(handle),
@@ -746,12 +745,8 @@ impl PoolInner {
             if self.inflight.iter().all(|n| n.load(Ordering::SeqCst) == 0) {
                 break;
             }
+            thread::backoff(spins);
             spins += 1;
-            if spins < 64 {
-                thread::yield_now();
-            } else {
-                thread::sleep(Duration::from_micros(200));
-            }
         }
         drain();
     }
@@ -979,6 +974,27 @@ fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
                 // Time passes from here on: the previous task's end is no longer a start.
                 last_end.set(None);
                 if pool.closed.load(Ordering::SeqCst) {
+                    // Look again: the queue was found empty *before* `closed` was seen, and a
+                    // submit that passed the shutdown check may have pushed in between (found by
+                    // the loom model `shutdown_racing_submit_*`). Once `closed` is seen no push
+                    // can follow, so an empty queue now is empty for good.
+                    // (Not `is_empty`: the close wake-up counts as a message there.)
+                    if let Some(job) = pool.queue.try_pop() {
+                        slot.counts.0.inc_dequeued();
+                        run_one(
+                            &pool,
+                            &slot,
+                            &name,
+                            (&idle_token, &last_end),
+                            job,
+                            &mut tasks_run,
+                        );
+                        if limit != 0 && tasks_run >= limit {
+                            pool.retire_replacing(&name);
+                            return;
+                        }
+                        continue;
+                    }
                     pool.retire_exit(&name, "shutdown");
                     return;
                 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CancelReason, ResultError, TaskError};
 use crate::sync::{
-    lock, spin_wait, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering,
+    lock, spin_wait, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, MutexGuard, Ordering,
 };
 use crate::wait::Watch;
 
@@ -327,7 +327,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
     }
 
     /// Locks the waiter list and sets `HAS_WAITERS`; returns the guard and whether it is done.
-    fn register(&self) -> (std::sync::MutexGuard<'_, WaiterSlot<T>>, bool) {
+    fn register(&self) -> (MutexGuard<'_, WaiterSlot<T>>, bool) {
         let guard = lock(&self.waiters);
         let state = self.state.fetch_or(HAS_WAITERS, Ordering::AcqRel);
         (guard, is_done(state))

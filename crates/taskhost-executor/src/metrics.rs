@@ -1,6 +1,7 @@
 //! Pool counters: relaxed atomics behind `inc_*` methods, read as a [`MetricsSnapshot`].
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering::Relaxed, Striped};
+use crate::sync::counter::{AtomicU64, AtomicUsize};
+use crate::sync::{Ordering::Relaxed, Striped};
 
 /// Keeps a group of counters on its own cache line, so submitters and workers do not fight over
 /// one line.

@@ -1,16 +1,194 @@
 //! The synchronisation seam of the spawn/idle/retire protocol.
 //!
 //! Everything the protocol needs to be correct goes through this module: the atomics, the locks,
-//! and the work [`Queue`]. A later change model-checks the protocol with `loom`, which cannot see
-//! inside crossbeam, by swapping this module for one built on loom's primitives under `cfg(loom)`.
-//! Nothing outside this module names `std::sync` or `crossbeam_channel` for protocol state.
+//! the work [`Queue`], thread spawning and joining, and the bounded waits ([`spin_wait`],
+//! [`thread::backoff`]). Nothing outside this module names `std::sync` or `crossbeam_channel` for
+//! protocol state.
+//!
+//! Under `cfg(loom)` (`RUSTFLAGS="--cfg loom"`, see `tests/loom.rs`) this module swaps in loom's
+//! atomics, `Mutex`, `Condvar` and threads, and a [`Queue`] built on a loom `Mutex<VecDeque>` and
+//! `Condvar` (loom cannot see inside crossbeam), so the model checker runs the real protocol code.
+//! What loom does not model stays real: `Arc` (loom's cannot hold `dyn Job`; reference counts are
+//! not protocol state), the metrics [`counter`]s, the future's `OnceLock` (written before the
+//! state word that publishes it), clocks (`Instant`) and tracing.
 
 use std::time::Duration;
 
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(loom)]
+pub(crate) use loom_atomics::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
+#[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use std::sync::Arc;
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
+#[cfg(not(loom))]
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+
+/// Loom's atomics with `SeqCst` made whole. Loom treats a `SeqCst` access as `AcqRel` (only
+/// `fence(SeqCst)` gets the full semantics), which reports false alarms for the protocol's
+/// store-then-load-elsewhere pairs (a submit's `inflight` increment and `shutdown` check against
+/// shutdown's store and `inflight` check). So every `SeqCst` access here is bracketed by
+/// `fence(SeqCst)`, which gives the single total order the real code relies on; weaker
+/// orderings pass straight through. (The price: a deliberately removed protocol fence between two
+/// `SeqCst` accesses cannot be caught by the model.)
+#[cfg(loom)]
+mod loom_atomics {
+    use loom::sync::atomic::{fence, Ordering};
+
+    /// Runs one access, with `SeqCst` fences around it if it is `SeqCst`.
+    fn sc<R>(orders: &[Ordering], access: impl FnOnce() -> R) -> R {
+        let seq_cst = orders.contains(&Ordering::SeqCst);
+        if seq_cst {
+            fence(Ordering::SeqCst);
+        }
+        let result = access();
+        if seq_cst {
+            fence(Ordering::SeqCst);
+        }
+        result
+    }
+
+    macro_rules! fenced {
+        ($name:ident, $t:ty) => {
+            #[derive(Debug, Default)]
+            pub(crate) struct $name(loom::sync::atomic::$name);
+
+            #[allow(dead_code)]
+            impl $name {
+                pub(crate) fn new(value: $t) -> Self {
+                    $name(loom::sync::atomic::$name::new(value))
+                }
+                pub(crate) fn load(&self, order: Ordering) -> $t {
+                    sc(&[order], || self.0.load(order))
+                }
+                pub(crate) fn store(&self, value: $t, order: Ordering) {
+                    sc(&[order], || self.0.store(value, order))
+                }
+                pub(crate) fn swap(&self, value: $t, order: Ordering) -> $t {
+                    sc(&[order], || self.0.swap(value, order))
+                }
+                pub(crate) fn fetch_or(&self, value: $t, order: Ordering) -> $t {
+                    sc(&[order], || self.0.fetch_or(value, order))
+                }
+                pub(crate) fn fetch_and(&self, value: $t, order: Ordering) -> $t {
+                    sc(&[order], || self.0.fetch_and(value, order))
+                }
+                pub(crate) fn compare_exchange(
+                    &self,
+                    current: $t,
+                    new: $t,
+                    success: Ordering,
+                    failure: Ordering,
+                ) -> Result<$t, $t> {
+                    sc(&[success, failure], || {
+                        self.0.compare_exchange(current, new, success, failure)
+                    })
+                }
+                pub(crate) fn compare_exchange_weak(
+                    &self,
+                    current: $t,
+                    new: $t,
+                    success: Ordering,
+                    failure: Ordering,
+                ) -> Result<$t, $t> {
+                    sc(&[success, failure], || {
+                        self.0.compare_exchange_weak(current, new, success, failure)
+                    })
+                }
+                pub(crate) fn fetch_update(
+                    &self,
+                    set: Ordering,
+                    fetch: Ordering,
+                    update: impl FnMut($t) -> Option<$t>,
+                ) -> Result<$t, $t> {
+                    sc(&[set, fetch], || self.0.fetch_update(set, fetch, update))
+                }
+            }
+        };
+    }
+
+    macro_rules! fenced_int {
+        ($name:ident, $t:ty) => {
+            fenced!($name, $t);
+
+            #[allow(dead_code)]
+            impl $name {
+                pub(crate) fn fetch_add(&self, value: $t, order: Ordering) -> $t {
+                    sc(&[order], || self.0.fetch_add(value, order))
+                }
+                pub(crate) fn fetch_sub(&self, value: $t, order: Ordering) -> $t {
+                    sc(&[order], || self.0.fetch_sub(value, order))
+                }
+                pub(crate) fn fetch_max(&self, value: $t, order: Ordering) -> $t {
+                    sc(&[order], || self.0.fetch_max(value, order))
+                }
+            }
+        };
+    }
+
+    fenced!(AtomicBool, bool);
+    fenced_int!(AtomicU8, u8);
+    fenced_int!(AtomicU64, u64);
+    fenced_int!(AtomicUsize, usize);
+}
+
+/// Plain atomics for state that is not part of the protocol (metrics, task ids, what a worker is
+/// running): always `std`, also under loom, so they neither need a model nor add to its states.
+pub(crate) mod counter {
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+}
+
+/// Threads: `std::thread`, or loom's under `cfg(loom)`.
+pub(crate) mod thread {
+    #[cfg(loom)]
+    pub(crate) use loom::thread::{current, JoinHandle};
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::{current, JoinHandle};
+
+    /// Starts a named thread.
+    pub(crate) fn spawn_named(
+        name: String,
+        body: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<JoinHandle<()>> {
+        #[cfg(loom)]
+        return loom::thread::Builder::new().name(name).spawn(body);
+        #[cfg(not(loom))]
+        return std::thread::Builder::new().name(name).spawn(body);
+    }
+
+    /// Whether the thread has finished (a join will not block). Loom's handles cannot tell:
+    /// always false there, so records are only pruned by the final join.
+    pub(crate) fn is_finished(handle: &JoinHandle<()>) -> bool {
+        #[cfg(loom)]
+        {
+            let _ = handle;
+            false
+        }
+        #[cfg(not(loom))]
+        handle.is_finished()
+    }
+
+    /// One round of waiting for another thread (`round` counts from 0): yield for a while, then
+    /// sleep briefly. Under loom, a yield (loom has no time).
+    pub(crate) fn backoff(round: u32) {
+        #[cfg(loom)]
+        {
+            let _ = round;
+            loom::thread::yield_now();
+        }
+        #[cfg(not(loom))]
+        if round < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}
 
 /// Locks a mutex, ignoring poisoning: no lock in this crate is held while user code runs, so a
 /// poisoned lock can only come from a bug in this crate, and the data is still consistent.
@@ -24,6 +202,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// doubling spins (1, 2, … 32 spin hints), then four yields, as crossbeam's own `Backoff` does
 /// before its `recv` blocks. Not a polling loop: callers block after it. A `cfg(loom)` twin
 /// tries once and yields.
+#[cfg(not(loom))]
 pub(crate) fn spin_wait<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
     for step in 0..10u32 {
         if step < 6 {
@@ -40,8 +219,19 @@ pub(crate) fn spin_wait<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> 
     None
 }
 
-/// How many stripes a [`Striped`] value has.
+/// The loom twin of [`spin_wait`]: one yield (so loom sees a thread waiting on another), one try.
+#[cfg(loom)]
+pub(crate) fn spin_wait<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    loom::thread::yield_now();
+    attempt()
+}
+
+/// How many stripes a [`Striped`] value has (one under loom: every thread maps to it, which
+/// changes nothing in the protocol, and keeps the model small).
+#[cfg(not(loom))]
 const STRIPES: usize = 8;
+#[cfg(loom)]
+const STRIPES: usize = 1;
 
 /// One value on its own pair of cache lines.
 #[derive(Default)]
@@ -78,6 +268,13 @@ impl<T> Striped<T> {
 }
 
 /// This thread's stripe number, handed out round-robin.
+#[cfg(loom)]
+fn stripe_index() -> usize {
+    0
+}
+
+/// This thread's stripe number, handed out round-robin.
+#[cfg(not(loom))]
 fn stripe_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
@@ -103,6 +300,7 @@ pub(crate) enum Popped<T> {
     TimedOut,
 }
 
+#[cfg(not(loom))]
 /// What travels on the channel: work, or the wake-up a closing queue passes from worker to worker.
 enum Message<T> {
     Item(T),
@@ -111,6 +309,7 @@ enum Message<T> {
     Wake,
 }
 
+#[cfg(not(loom))]
 /// The FIFO work queue: one crossbeam channel, so a blocked worker is a plain `recv` (no
 /// `select` over several channels, no polling).
 pub(crate) struct Queue<T> {
@@ -122,6 +321,7 @@ pub(crate) struct Queue<T> {
     closed: AtomicBool,
 }
 
+#[cfg(not(loom))]
 impl<T> Queue<T> {
     /// A queue with room for `capacity` items; 0 means unbounded.
     pub(crate) fn new(capacity: usize) -> Self {
@@ -215,7 +415,114 @@ impl<T> Queue<T> {
     }
 }
 
-#[cfg(test)]
+/// The loom twin of the work queue: a loom `Mutex<VecDeque>` and `Condvar`, same API.
+///
+/// Loom has no time, so a [`Queue::pop_blocking`] with a timeout on an empty queue returns
+/// [`Popped::TimedOut`] at once (the shortest timeout there is), which makes every idle worker
+/// with an `idle_timeout` try to retire as soon as it goes idle: the retire path races every
+/// submit. A pop without a timeout blocks on the condvar until an item or the close.
+#[cfg(loom)]
+pub(crate) struct Queue<T> {
+    state: Mutex<QueueState<T>>,
+    /// Signalled on every push, pop from a bounded queue, and close.
+    changed: Condvar,
+    /// 0: unbounded.
+    capacity: usize,
+}
+
+#[cfg(loom)]
+struct QueueState<T> {
+    items: std::collections::VecDeque<T>,
+    closed: bool,
+}
+
+#[cfg(loom)]
+impl<T> Queue<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Queue {
+            state: Mutex::new(QueueState {
+                items: std::collections::VecDeque::new(),
+                closed: false,
+            }),
+            changed: Condvar::new(),
+            capacity,
+        }
+    }
+
+    fn full(&self, state: &QueueState<T>) -> bool {
+        self.capacity != 0 && state.items.len() >= self.capacity
+    }
+
+    pub(crate) fn push(&self, item: T) {
+        let mut state = lock(&self.state);
+        while self.full(&state) {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        state.items.push_back(item);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn try_push(&self, item: T) -> Result<(), T> {
+        let mut state = lock(&self.state);
+        if self.full(&state) {
+            return Err(item);
+        }
+        state.items.push_back(item);
+        drop(state);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    pub(crate) fn try_pop(&self) -> Option<T> {
+        let item = lock(&self.state).items.pop_front();
+        if item.is_some() && self.capacity != 0 {
+            self.changed.notify_all();
+        }
+        item
+    }
+
+    pub(crate) fn pop_blocking(&self, timeout: Option<Duration>) -> Popped<T> {
+        let mut state = lock(&self.state);
+        loop {
+            if state.closed {
+                return Popped::Closed;
+            }
+            if let Some(item) = state.items.pop_front() {
+                drop(state);
+                if self.capacity != 0 {
+                    self.changed.notify_all();
+                }
+                return Popped::Item(item);
+            }
+            if timeout.is_some() {
+                return Popped::TimedOut;
+            }
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.state).items.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.state).items.len()
+    }
+
+    pub(crate) fn close(&self) {
+        lock(&self.state).closed = true;
+        self.changed.notify_all();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::time::Instant;
