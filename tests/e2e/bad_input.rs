@@ -1,5 +1,5 @@
 //! Bad input of every kind and what the user sees: the rows of
-//! `crates/taskhost/README-bad-input.md`.
+//! "Bad input: what the user sees" in `README.md`.
 
 use serde_json::Value;
 
