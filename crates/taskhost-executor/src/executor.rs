@@ -967,10 +967,10 @@ fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
     let last_end = Cell::new(None);
     let mut tasks_run = 0usize;
     let limit = pool.max_tasks_per_worker;
-    loop {
+    'work: loop {
         let job = match pool.queue.try_pop() {
             Some(job) => job,
-            None => {
+            None => 'idle: {
                 // Time passes from here on: the previous task's end is no longer a start.
                 last_end.set(None);
                 if pool.closed.load(Ordering::SeqCst) {
@@ -979,21 +979,9 @@ fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
                     // the loom model `shutdown_racing_submit_*`). Once `closed` is seen no push
                     // can follow, so an empty queue now is empty for good.
                     // (Not `is_empty`: the close wake-up counts as a message there.)
+                    // Any token we hold no longer matters: nothing is submitted after close.
                     if let Some(job) = pool.queue.try_pop() {
-                        slot.counts.0.inc_dequeued();
-                        run_one(
-                            &pool,
-                            &slot,
-                            &name,
-                            (&idle_token, &last_end),
-                            job,
-                            &mut tasks_run,
-                        );
-                        if limit != 0 && tasks_run >= limit {
-                            pool.retire_replacing(&name);
-                            return;
-                        }
-                        continue;
+                        break 'idle job;
                     }
                     pool.retire_exit(&name, "shutdown");
                     return;
@@ -1006,28 +994,14 @@ fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
                 // steady submitter usually refills the queue within microseconds, and parking
                 // then waking a thread costs far more. Not a polling loop: after it, we block.
                 if let Some(job) = spin_pop(&pool.queue) {
-                    idle_token.set(false);
-                    slot.counts.0.inc_dequeued();
-                    run_one(
-                        &pool,
-                        &slot,
-                        &name,
-                        (&idle_token, &last_end),
-                        job,
-                        &mut tasks_run,
-                    );
-                    if limit != 0 && tasks_run >= limit {
-                        pool.retire_replacing(&name);
-                        return;
-                    }
-                    continue;
+                    break 'idle job;
                 }
                 pool.metrics.inc_idle();
                 let popped = pool.queue.pop_blocking(pool.idle_timeout);
                 pool.metrics.dec_idle();
                 match popped {
                     Popped::Item(job) => job,
-                    Popped::Closed => continue,
+                    Popped::Closed => continue 'work,
                     Popped::TimedOut => {
                         // Take our token back; if a submitter already claimed it, work is on
                         // its way to us, so stay.
@@ -1037,7 +1011,7 @@ fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
                                 return;
                             }
                         }
-                        continue;
+                        continue 'work;
                     }
                 }
             }
