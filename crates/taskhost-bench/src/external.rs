@@ -139,33 +139,27 @@ pub fn plugin_call(plan: &Plan) -> ScenarioReport {
             .with_extra("`Plugin::run`: task lookup by name + boxed function"),
     );
 
-    let through_abi = plugins
-        .task("testkit/echo")
-        .context("the testkit plugin has no `echo` task")
-        .map(|task| {
-            let context = TracingContext::new(&task);
-            time_calls(plan.plugin_calls, plan.plugin_reps, || {
-                task.run(black_box(ECHO_INPUT), &context)
-                    .map_or(0, |output| output.len())
+    // The same echo through the loader, from the abi_stable plugin and from the C plugin.
+    let through_loader = |full_name: &str| {
+        plugins
+            .task(full_name)
+            .with_context(|| {
+                format!("no `{full_name}`: run `cargo xtask build-plugins --release` first")
             })
-        });
+            .map(|task| {
+                let context = TracingContext::new(&task);
+                time_calls(plan.plugin_calls, plan.plugin_reps, || {
+                    task.run(black_box(ECHO_INPUT), &context)
+                        .map_or(0, |output| output.len())
+                })
+            })
+    };
     report.rows.push(
-        row_from(THROUGH_THE_ABI, through_abi)
+        row_from(THROUGH_THE_ABI, through_loader("testkit/echo"))
             .with_extra("`PluginTask::run` with a `TracingContext`"),
     );
-
-    let through_c_abi = plugins
-        .task("csample/echo")
-        .context("no `csample/echo`: run `cargo xtask build-plugins --release` first")
-        .map(|task| {
-            let context = TracingContext::new(&task);
-            time_calls(plan.plugin_calls, plan.plugin_reps, || {
-                task.run(black_box(ECHO_INPUT), &context)
-                    .map_or(0, |output| output.len())
-            })
-        });
     report.rows.push(
-        row_from(THROUGH_THE_C_ABI, through_c_abi)
+        row_from(THROUGH_THE_C_ABI, through_loader("csample/echo"))
             .with_extra("`csample/echo`, a C plugin: `PluginTask::run` with a `TracingContext`"),
     );
     report.compute_ratios();
