@@ -15,6 +15,7 @@
 //! moment it is taken until its outcome is written, so memory is bounded by `run.max_in_flight`
 //! whatever the input size, with or without `--ordered`.
 
+mod handoff;
 pub mod journal;
 #[cfg(test)]
 mod proptests;
@@ -164,40 +165,61 @@ pub struct RunReport {
 /// A counting semaphore: the in-flight limit.
 #[derive(Debug)]
 struct Permits {
-    available: Mutex<usize>,
+    state: Mutex<PermitState>,
     changed: Condvar,
+}
+
+#[derive(Debug)]
+struct PermitState {
+    available: usize,
+    /// Threads blocked in `acquire`: a release wakes (a system call) only when there is one.
+    waiting: usize,
 }
 
 impl Permits {
     fn new(count: usize) -> Self {
         Self {
-            available: Mutex::new(count),
+            state: Mutex::new(PermitState {
+                available: count,
+                waiting: 0,
+            }),
             changed: Condvar::new(),
         }
     }
 
     /// Takes a permit; gives up (false) when `stop` returns true.
     fn acquire(&self, stop: impl Fn() -> bool) -> bool {
-        let mut available = lock(&self.available);
+        let mut state = lock(&self.state);
         loop {
             if stop() {
                 return false;
             }
-            if *available > 0 {
-                *available -= 1;
+            if state.available > 0 {
+                state.available -= 1;
                 return true;
             }
-            available = self
+            state.waiting += 1;
+            state = self
                 .changed
-                .wait_timeout(available, Duration::from_millis(50))
+                .wait_timeout(state, Duration::from_millis(50))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            state.waiting -= 1;
         }
     }
 
-    fn release(&self) {
-        *lock(&self.available) += 1;
-        self.changed.notify_one();
+    /// Gives back `count` permits.
+    fn release(&self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        let mut state = lock(&self.state);
+        state.available += count;
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
+            self.changed.notify_all();
+        }
     }
 }
 
@@ -236,7 +258,9 @@ struct Running {
 /// What the dispatch loop, the callbacks, the timer and the writer share.
 pub(crate) struct Shared {
     executors: Vec<Executor>,
-    outcomes: Mutex<Option<mpsc::Sender<Outcome>>>,
+    /// A plain `Sender` (it is `Sync`): a lock around it had every worker contend for it.
+    /// Once the writer has ended, sends fail and are ignored.
+    outcomes: mpsc::Sender<Outcome>,
     running: Mutex<HashMap<u64, Running>>,
     stopping: AtomicBool,
     timer: Timer,
@@ -244,9 +268,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn send(&self, outcome: Outcome) {
-        if let Some(sender) = lock(&self.outcomes).as_ref() {
-            let _ = sender.send(outcome);
-        }
+        let _ = self.outcomes.send(outcome);
     }
 
     /// Submits one attempt of `job`.
@@ -545,6 +567,9 @@ fn output_json(bytes: &[u8]) -> Box<RawValue> {
     }
 }
 
+/// How many more outcomes the writer takes per lock of the writer after the first.
+const WRITER_BATCH: usize = 127;
+
 /// The writer: owns the sink, the reorder buffer and the progress counters.
 struct Writer {
     sink: Box<dyn OutcomeSink>,
@@ -650,7 +675,7 @@ pub fn run(
     let pool_settings = pools.settings;
     let shared = Arc::new(Shared {
         executors: pools.executors,
-        outcomes: Mutex::new(Some(outcome_tx)),
+        outcomes: outcome_tx,
         running: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
         timer: Timer::default(),
@@ -677,15 +702,28 @@ pub fn run(
                     match outcome_rx.recv_timeout(Duration::from_millis(50)) {
                         Ok(outcome) => {
                             received += 1;
+                            // Take whatever else has arrived under the same lock (bounded, so
+                            // permits flow back steadily): one lock and one wake-up per batch.
                             let emitted = {
                                 let mut writer = lock(&writer);
-                                let emitted = writer.accept(outcome);
+                                let mut emitted = writer.accept(outcome);
+                                let limit = expected.load(Ordering::SeqCst);
+                                for _ in 0..WRITER_BATCH {
+                                    if received >= limit {
+                                        break;
+                                    }
+                                    match outcome_rx.try_recv() {
+                                        Ok(outcome) => {
+                                            received += 1;
+                                            emitted += writer.accept(outcome);
+                                        }
+                                        Err(_) => break,
+                                    }
+                                }
                                 writer.tick();
                                 emitted
                             };
-                            for _ in 0..emitted {
-                                permits.release();
-                            }
+                            permits.release(emitted as usize);
                         }
                         Err(mpsc::RecvTimeoutError::Timeout) => lock(&writer).tick(),
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -702,7 +740,7 @@ pub fn run(
     };
 
     // The reader thread: a bounded channel keeps it a little ahead of the dispatcher.
-    let (entry_tx, entry_rx) = mpsc::sync_channel::<std::io::Result<Entry>>(256);
+    let (entry_tx, entry_rx) = handoff::channel::<std::io::Result<Entry>>();
     let stop_reading = Arc::new(AtomicBool::new(false));
     {
         let stop_reading = Arc::clone(&stop_reading);
@@ -761,7 +799,7 @@ pub fn run(
         // writer could count these outcomes in place of those still running and stop early,
         // losing the latter (found by `proptests::an_interrupt_at_any_moment_…`).
         stop_reading.store(true, Ordering::SeqCst);
-        while let Ok(Ok(entry)) = entry_rx.try_recv() {
+        while let Some(Ok(entry)) = entry_rx.try_recv() {
             cancel_entry(&shared, entry, seq);
             seq += 1;
         }
@@ -798,7 +836,6 @@ pub fn run(
     writer_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
-    *lock(&shared.outcomes) = None;
     shared.timer.shut_down();
     let _ = timer_thread.join();
     interrupts.clear_hook();
@@ -1004,7 +1041,7 @@ mod tests {
             });
             assert!(!permits.acquire(|| stop.load(Ordering::SeqCst)));
         });
-        permits.release();
+        permits.release(1);
         assert!(permits.acquire(|| false));
     }
 
