@@ -43,6 +43,9 @@ use crate::sync::{
 /// ```
 pub const TRACING_TARGET: &str = "taskhost_executor";
 
+/// A worker slot's `started_ns` while its task is not timed.
+const NOT_TIMED: u64 = u64::MAX;
+
 static NEXT_TASK_ID: counter::AtomicU64 = counter::AtomicU64::new(1);
 
 /// Task ids are handed to each submitting thread in blocks, so that submitters do not all
@@ -167,6 +170,7 @@ pub struct ExecutorBuilder {
     queue_capacity: usize,
     when_full: WhenFull,
     initializer: Option<Initializer>,
+    task_timings: bool,
 }
 
 impl fmt::Debug for ExecutorBuilder {
@@ -180,6 +184,7 @@ impl fmt::Debug for ExecutorBuilder {
             .field("queue_capacity", &self.queue_capacity)
             .field("when_full", &self.when_full)
             .field("initializer", &self.initializer.is_some())
+            .field("task_timings", &self.task_timings)
             .finish()
     }
 }
@@ -313,6 +318,32 @@ impl ExecutorBuilder {
         self
     }
 
+    /// Records each task's queue wait and run time, read back with
+    /// [`TaskFuture::timings`](crate::TaskFuture::timings) and in the
+    /// [`RunningTask::running_for`] of a [`ShutdownReport`]. Default `false`: timing a task costs
+    /// a clock read when it is submitted and one when it ends (20–30 ns each on a virtual
+    /// machine, a good part of a trivial task's whole cost), so a pool that does not ask pays
+    /// nothing. The `waited_us`/`ran_us` fields of the DEBUG events are filled either way
+    /// whenever those events are enabled.
+    ///
+    /// ```
+    /// use taskhost_executor::Executor;
+    ///
+    /// let timed = Executor::builder().task_timings(true).build().unwrap();
+    /// let f = timed.submit(|| ()).unwrap();
+    /// f.result(None).unwrap();
+    /// assert!(f.timings().queue_wait.is_some() && f.timings().run_time.is_some());
+    ///
+    /// let untimed = Executor::new(1).unwrap();
+    /// let f = untimed.submit(|| ()).unwrap();
+    /// f.result(None).unwrap();
+    /// assert_eq!(f.timings().run_time, None);
+    /// ```
+    pub fn task_timings(mut self, on: bool) -> Self {
+        self.task_timings = on;
+        self
+    }
+
     /// Builds the pool. No thread starts until the first submit.
     ///
     /// ```
@@ -333,6 +364,7 @@ impl ExecutorBuilder {
             thread_name_prefix: prefix.into_boxed_str(),
             max_workers,
             idle_timeout: self.idle_timeout,
+            task_timings: self.task_timings,
             max_tasks_per_worker: self.max_tasks_per_worker,
             workers_can_retire: self.idle_timeout.is_some() || self.max_tasks_per_worker != 0,
             bounded: self.queue_capacity != 0,
@@ -409,6 +441,8 @@ pub(crate) struct PoolInner {
     thread_name_prefix: Box<str>,
     max_workers: usize,
     idle_timeout: Option<Duration>,
+    /// [`ExecutorBuilder::task_timings`].
+    task_timings: bool,
     max_tasks_per_worker: usize,
     /// An idle timeout or a task limit is set: workers may retire while the pool is open.
     workers_can_retire: bool,
@@ -452,6 +486,8 @@ pub(crate) struct WorkerCtx<'a> {
     /// The instant the previous task ended, if this item was dequeued right after it (no
     /// waiting in between): it doubles as this task's start, saving a clock read per task.
     clock: Option<&'a Cell<Option<u64>>>,
+    /// Whether this task is timed at all ([`PoolInner::wants_clock`]).
+    clocked: bool,
 }
 
 impl WorkerCtx<'_> {
@@ -459,19 +495,23 @@ impl WorkerCtx<'_> {
     /// it (the difference is one `try_pop`), the clock otherwise.
     /// In ns since the pool's epoch, like every per-task instant (plain integer arithmetic
     /// from here on, not `Instant`/`Duration` math).
-    pub(crate) fn start_ns(&self) -> u64 {
-        self.clock
-            .and_then(Cell::take)
-            .unwrap_or_else(|| self.pool.now_ns())
+    /// `None` when the task is not timed (no clock read at all).
+    pub(crate) fn start_ns(&self) -> Option<u64> {
+        let kept = self.clock.and_then(Cell::take);
+        self.clocked
+            .then(|| kept.unwrap_or_else(|| self.pool.now_ns()))
     }
 
-    /// Reads the clock at the end of a task, and keeps it for the next task's start.
-    pub(crate) fn end_ns(&self) -> u64 {
+    /// Reads the clock at the end of a timed task, and keeps it for the next task's start.
+    pub(crate) fn end_ns(&self) -> Option<u64> {
+        if !self.clocked {
+            return None;
+        }
         let now = self.pool.now_ns();
         if let Some(clock) = self.clock {
             clock.set(Some(now));
         }
-        now
+        Some(now)
     }
 
     /// Forgets the kept end instant (time passed since).
@@ -489,21 +529,23 @@ impl WorkerCtx<'_> {
         }
     }
 
-    /// Marks the task running and opens its span (`started_ns`: since the pool's epoch).
+    /// Marks the task running and opens its span (`started_ns`: since the pool's epoch, if the
+    /// task is timed).
     pub(crate) fn begin(
         &self,
         task_id: u64,
         name_arc: Option<&Arc<str>>,
         name: Option<&str>,
         parent: Option<&Span>,
-        started_ns: u64,
+        started_ns: Option<u64>,
         waited: Duration,
     ) -> Span {
         let pool = self.pool;
         self.counts().inc_started();
         if let Some(slot) = self.slot {
             slot.task_id.store(task_id, Ordering::Relaxed);
-            slot.started_ns.store(started_ns, Ordering::Relaxed);
+            slot.started_ns
+                .store(started_ns.unwrap_or(NOT_TIMED), Ordering::Relaxed);
             if name_arc.is_some() || slot.has_name.load(Ordering::Relaxed) {
                 *lock(&slot.name) = name_arc.cloned();
                 slot.has_name.store(name_arc.is_some(), Ordering::Relaxed);
@@ -595,6 +637,12 @@ enum Refusal {
 }
 
 impl PoolInner {
+    /// Whether a task is timed: the pool records timings, or the DEBUG events that carry
+    /// `waited_us`/`ran_us` are enabled.
+    pub(crate) fn wants_clock(&self) -> bool {
+        self.task_timings || tracing::enabled!(target: "taskhost_executor", Level::DEBUG)
+    }
+
     /// Now, in ns since the pool's epoch: the one clock read of a submit, and of a task on a
     /// busy worker (its end is the next task's start).
     pub(crate) fn now_ns(&self) -> u64 {
@@ -865,6 +913,7 @@ impl PoolInner {
             idle_token: None,
             last_task: false,
             clock: None,
+            clocked: self.wants_clock(),
         };
         job.run(&ctx);
     }
@@ -927,12 +976,13 @@ impl PoolInner {
             if task_id == 0 {
                 continue;
             }
-            let started = Duration::from_nanos(record.slot.started_ns.load(Ordering::Relaxed));
+            let started = record.slot.started_ns.load(Ordering::Relaxed);
             running.push(RunningTask {
                 id: task_id,
                 name: lock(&record.slot.name).as_deref().map(str::to_owned),
                 worker: record.name.clone(),
-                running_for: now.saturating_sub(started),
+                running_for: (started != NOT_TIMED)
+                    .then(|| now.saturating_sub(Duration::from_nanos(started))),
             });
         }
         running
@@ -1053,6 +1103,7 @@ fn run_one(
         idle_token: Some(idle_token),
         last_task: limit != 0 && *tasks_run + 1 >= limit,
         clock: Some(last_end),
+        clocked: pool.wants_clock(),
     };
     if job.run(&ctx) {
         *tasks_run += 1;
@@ -1080,8 +1131,9 @@ pub struct RunningTask {
     pub name: Option<String>,
     /// The worker thread running it.
     pub worker: String,
-    /// How long it had been running.
-    pub running_for: Duration,
+    /// How long it had been running; `None` unless the pool records
+    /// [`task_timings`](ExecutorBuilder::task_timings).
+    pub running_for: Option<Duration>,
 }
 
 /// What [`Executor::shutdown_timeout`] found.
@@ -1230,8 +1282,9 @@ impl Executor {
         T: Send + Sync + 'static,
     {
         let id = next_task_id();
+        let queued_ns = self.inner.wants_clock().then(|| self.inner.now_ns());
         let cell = Arc::new(FutureJob {
-            shared: Shared::new(id, name, self.inner.now_ns()),
+            shared: Shared::new(id, name, queued_ns),
             task: Mutex::new(Some((task, current_parent()))),
         });
         let future = TaskFuture {
@@ -1275,8 +1328,7 @@ impl Executor {
         F: FnOnce() + Send + 'static,
     {
         let id = next_task_id();
-        let queued_ns = tracing::enabled!(target: "taskhost_executor", Level::DEBUG)
-            .then(|| self.inner.now_ns());
+        let queued_ns = self.inner.wants_clock().then(|| self.inner.now_ns());
         let job = Arc::new(ExecuteJob {
             f: Mutex::new(f),
             id,

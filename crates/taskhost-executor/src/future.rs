@@ -67,12 +67,14 @@ pub enum FutureState {
     Cancelled,
 }
 
-/// How long a task waited in the queue and how long it ran, from [`TaskFuture::timings`].
+/// How long a task waited in the queue and how long it ran, from [`TaskFuture::timings`]:
+/// recorded only by a pool built with
+/// [`task_timings(true)`](crate::ExecutorBuilder::task_timings).
 ///
 /// ```
 /// use taskhost_executor::Executor;
 ///
-/// let pool = Executor::new(1).unwrap();
+/// let pool = Executor::builder().max_workers(1).task_timings(true).build().unwrap();
 /// let f = pool.submit(|| ()).unwrap();
 /// f.result(None).unwrap();
 /// let t = f.timings();
@@ -158,8 +160,9 @@ impl<T: Send + Sync + 'static> Shared<T> {
         self.stop_observed.store(true, Ordering::Relaxed);
     }
 
-    /// `queued_ns`: when the task was queued, in ns since its pool's epoch.
-    pub(crate) fn new(id: u64, name: Option<Arc<str>>, queued_ns: u64) -> Self {
+    /// `queued_ns`: when the task was queued, in ns since its pool's epoch (`None`: the task is
+    /// not timed).
+    pub(crate) fn new(id: u64, name: Option<Arc<str>>, queued_ns: Option<u64>) -> Self {
         Shared {
             id,
             name: name.map(Box::new),
@@ -167,7 +170,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
             stop_requested: AtomicBool::new(false),
             stop_observed: AtomicBool::new(false),
             outcome: OnceLock::new(),
-            queue_wait_ns: AtomicU64::new(QUEUED | (queued_ns & !QUEUED)),
+            queue_wait_ns: AtomicU64::new(queued_ns.map_or(UNSET, |ns| QUEUED | (ns & !QUEUED))),
             run_ns: AtomicU64::new(UNSET),
             waiters: Mutex::new(None),
             condvar: Condvar::new(),
@@ -184,10 +187,11 @@ impl<T: Send + Sync + 'static> Shared<T> {
         self.name.as_deref()
     }
 
-    /// When the task was queued (ns since the pool's epoch); only meaningful before
-    /// [`record_queue_wait`](Self::record_queue_wait), i.e. to the thread that starts it.
-    pub(crate) fn queued_ns(&self) -> u64 {
-        self.queue_wait_ns.load(Ordering::Relaxed) & !QUEUED
+    /// When the task was queued (ns since the pool's epoch), if it is timed; only meaningful
+    /// before [`record_queue_wait`](Self::record_queue_wait), i.e. to the thread that starts it.
+    pub(crate) fn queued_ns(&self) -> Option<u64> {
+        let raw = self.queue_wait_ns.load(Ordering::Relaxed);
+        (raw != UNSET).then_some(raw & !QUEUED)
     }
 
     fn load(&self) -> u8 {
@@ -680,11 +684,13 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
         self.sh().stop_requested.load(Ordering::Acquire)
     }
 
-    /// How long the task waited in the queue and how long it ran (each `None` until known).
+    /// How long the task waited in the queue and how long it ran (each `None` until known, and
+    /// always `None` unless the pool was built with
+    /// [`task_timings(true)`](crate::ExecutorBuilder::task_timings)).
     ///
     /// ```
     /// # use taskhost_executor::Executor;
-    /// let pool = Executor::new(1).unwrap();
+    /// let pool = Executor::builder().max_workers(1).task_timings(true).build().unwrap();
     /// let f = pool.submit(|| std::thread::sleep(std::time::Duration::from_millis(5))).unwrap();
     /// f.result(None).unwrap();
     /// assert!(f.timings().run_time.unwrap() >= std::time::Duration::from_millis(5));

@@ -146,9 +146,14 @@ where
         };
         let name = shared.name();
         let started_ns = worker.start_ns();
-        let waited_ns = started_ns.saturating_sub(shared.queued_ns());
-        shared.record_queue_wait(waited_ns);
-        let waited = Duration::from_nanos(waited_ns);
+        let waited = match (started_ns, shared.queued_ns()) {
+            (Some(started), Some(queued)) => {
+                let waited_ns = started.saturating_sub(queued);
+                shared.record_queue_wait(waited_ns);
+                Duration::from_nanos(waited_ns)
+            }
+            _ => Duration::ZERO,
+        };
         let span = worker.begin(
             shared.id,
             shared.name_arc(),
@@ -164,9 +169,14 @@ where
             source: Arc::clone(&self) as Arc<dyn StopSource>,
         };
         let result = catch_unwind(AssertUnwindSafe(|| task.call(&context)));
-        let ran_ns = worker.end_ns().saturating_sub(started_ns);
-        shared.record_run_time(ran_ns);
-        let ran = Duration::from_nanos(ran_ns);
+        let ran = match (started_ns, worker.end_ns()) {
+            (Some(started), Some(ended)) => {
+                let ran_ns = ended.saturating_sub(started);
+                shared.record_run_time(ran_ns);
+                Duration::from_nanos(ran_ns)
+            }
+            _ => Duration::ZERO,
+        };
         worker.end();
         let owner = || self.future();
         let outcome = match result {
@@ -231,8 +241,8 @@ pub(crate) struct ExecuteJob<F> {
     pub(crate) f: Mutex<F>,
     pub(crate) id: u64,
     pub(crate) parent: Parent,
-    /// Enqueue time (ns since the pool's epoch). Only read for the `waited_us` field, so only
-    /// taken when that event is enabled.
+    /// Enqueue time (ns since the pool's epoch), taken only when the pool times its tasks
+    /// ([`PoolInner::wants_clock`](crate::executor::PoolInner)).
     pub(crate) queued_ns: Option<u64>,
 }
 
@@ -269,13 +279,17 @@ where
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let started_ns = worker.start_ns();
-        let waited = queued_ns.map_or(Duration::ZERO, |q| {
-            Duration::from_nanos(started_ns.saturating_sub(q))
-        });
+        let waited = match (started_ns, queued_ns) {
+            (Some(started), Some(queued)) => Duration::from_nanos(started.saturating_sub(queued)),
+            _ => Duration::ZERO,
+        };
         let span = worker.begin(id, None, None, parent.as_deref(), started_ns, waited);
         let _entered = span.enter();
         let result = catch_unwind(AssertUnwindSafe(f));
-        let ran = Duration::from_nanos(worker.end_ns().saturating_sub(started_ns));
+        let ran = match (started_ns, worker.end_ns()) {
+            (Some(started), Some(ended)) => Duration::from_nanos(ended.saturating_sub(started)),
+            _ => Duration::ZERO,
+        };
         worker.end();
         match result {
             Ok(()) => {

@@ -140,12 +140,13 @@
 //! # Metrics and timings
 //!
 //! [`Executor::metrics`] returns a [`MetricsSnapshot`] (a plain `Copy` struct, a stable API);
-//! [`TaskFuture::timings`] gives one task's queue wait and run time.
+//! [`TaskFuture::timings`] gives one task's queue wait and run time, in a pool built with
+//! [`ExecutorBuilder::task_timings`] (off by default: it costs two clock reads per task).
 //!
 //! ```
 //! use taskhost_executor::Executor;
 //!
-//! let pool = Executor::new(2).unwrap();
+//! let pool = Executor::builder().max_workers(2).task_timings(true).build().unwrap();
 //! let f = pool.submit(|| ()).unwrap();
 //! f.result(None).unwrap();
 //! pool.shutdown(true, false);

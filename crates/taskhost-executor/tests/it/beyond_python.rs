@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use taskhost_executor::{
     as_completed, wait, CancelReason, Executor, ResultError, ReturnWhen, SubmitError, TaskOptions,
-    WhenFull,
+    TaskTimings, WhenFull,
 };
 
 use crate::util::{eventually, Gate};
@@ -276,6 +276,7 @@ fn p17_shutdown_timeout_reports_running_tasks() {
     let pool = Executor::builder()
         .name("p17")
         .max_workers(2)
+        .task_timings(true)
         .build()
         .unwrap();
     let gate = Gate::new();
@@ -296,7 +297,7 @@ fn p17_shutdown_timeout_reports_running_tasks() {
     assert_eq!(task.id, stuck.id());
     assert_eq!(task.name.as_deref(), Some("stuck-task"));
     assert!(
-        task.running_for >= Duration::from_millis(20),
+        task.running_for.unwrap() >= Duration::from_millis(20),
         "{:?}",
         task.running_for
     );
@@ -311,7 +312,11 @@ fn p17_shutdown_timeout_reports_running_tasks() {
 #[test]
 fn p18_metrics_and_per_task_timings() {
     crate::util::quiet_panics();
-    let pool = Executor::new(2).unwrap();
+    let pool = Executor::builder()
+        .max_workers(2)
+        .task_timings(true)
+        .build()
+        .unwrap();
     let gate = Gate::new();
     let running: Vec<_> = (0..2)
         .map(|_| {
@@ -440,4 +445,30 @@ fn p08_execute_is_fire_and_forget_and_refused_after_shutdown() {
     assert_eq!((m.submitted, m.completed, m.failed), (101, 100, 1));
     let err = pool.execute(|| ()).unwrap_err();
     assert!(matches!(err, SubmitError::ShutDown(_)));
+}
+
+#[test]
+fn p18_an_untimed_pool_reads_no_clock_and_reports_no_timings() {
+    let pool = Executor::builder()
+        .name("p18u")
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let stuck = pool
+        .submit_with(TaskOptions::new().name("untimed"), move |_| g.wait())
+        .unwrap();
+    eventually("running", || stuck.running());
+    assert_eq!(
+        stuck.timings().queue_wait,
+        None,
+        "not recorded at the start either"
+    );
+    let report = pool.shutdown_timeout(Duration::from_millis(10), false);
+    assert_eq!(report.still_running.len(), 1);
+    assert_eq!(report.still_running[0].running_for, None);
+    gate.open();
+    stuck.result(None).unwrap();
+    assert_eq!(stuck.timings(), TaskTimings::default());
 }

@@ -87,6 +87,8 @@ impl Pools {
                 .max_tasks_per_worker(pool.max_tasks_per_worker)
                 .queue_capacity(pool.queue_capacity)
                 .when_full(when_full)
+                // Every outcome record carries `waited_ms` and `ran_ms`.
+                .task_timings(true)
                 .build()
                 .with_context(|| format!("building pool `{}`", pool.name))?;
             built.settings.push(pool.clone());
