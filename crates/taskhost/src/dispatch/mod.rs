@@ -4,7 +4,7 @@
 //!  reader thread ──(bounded channel)──► dispatch loop ──► pool.submit ──► worker runs the plugin
 //!  (WorkSource)                          │ permit per entry                │ done callback
 //!                                        │ (backpressure)                  ▼
-//!                                        └── invalid / rejected ──► writer thread ──► OutcomeSink
+//!                                        └── invalid / rejected ──► outbox ─► writer ─► OutcomeSink
 //!                                                                   (reorders with --ordered,
 //!                                                                    releases the permit)
 //!  timer thread: per-attempt timeouts (request_stop) and retries after their backoff
@@ -17,6 +17,7 @@
 
 mod handoff;
 pub mod journal;
+mod outbox;
 #[cfg(test)]
 mod proptests;
 mod timer;
@@ -43,6 +44,7 @@ use crate::sink::{millis, Outcome, OutcomeSink, Status};
 use crate::source::{parse_line, Entry, EntryBody, WorkItem, WorkSource};
 use crate::telemetry::SharedBar;
 
+use outbox::Outbox;
 use timer::{Timer, TimerAction};
 
 /// What one attempt returns from the worker.
@@ -165,10 +167,15 @@ pub struct RunReport {
 }
 
 /// A counting semaphore: the in-flight limit.
+///
+/// A dispatcher that ran out is woken only once a quarter of the permits are back, not for
+/// every outcome written (a context switch per item once the downstream is the slower side).
 #[derive(Debug)]
 struct Permits {
     state: Mutex<PermitState>,
     changed: Condvar,
+    /// A waiting `acquire` is woken once this many permits are available.
+    resume_at: usize,
 }
 
 #[derive(Debug)]
@@ -186,6 +193,7 @@ impl Permits {
                 waiting: 0,
             }),
             changed: Condvar::new(),
+            resume_at: (count / 4).max(1),
         }
     }
 
@@ -217,9 +225,9 @@ impl Permits {
         }
         let mut state = lock(&self.state);
         state.available += count;
-        let waiting = state.waiting > 0;
+        let wake = state.waiting > 0 && state.available >= self.resume_at;
         drop(state);
-        if waiting {
+        if wake {
             self.changed.notify_all();
         }
     }
@@ -242,27 +250,24 @@ pub(crate) struct Job {
     span: tracing::Span,
 }
 
-/// An attempt in a pool, keyed by the job's sequence number.
+/// An attempt in a pool, keyed by the job's sequence number. The job waits here (not in the
+/// done callback), so whoever removes the entry gets it back whole, with nothing cloned.
 struct Running {
     /// `None` while `submit_with` has not returned yet.
     future: Option<TaskFuture<AttemptResult>>,
-    timed_out: Arc<AtomicBool>,
+    /// The timer fired this attempt's timeout (and asked it to stop).
+    timed_out: bool,
     /// The attempt's timeout in the timer, once it has started.
     timeout_key: Option<timer::TimerKey>,
-    line: u64,
-    id: String,
-    task: Arc<ResolvedTask>,
-    attempt: u32,
-    /// The item's span, entered when cancelling so the executor's event carries its fields.
-    span: tracing::Span,
+    /// Its `span` is entered when cancelling, so the executor's event carries the item's fields.
+    job: Job,
 }
 
 /// What the dispatch loop, the callbacks, the timer and the writer share.
 pub(crate) struct Shared {
     executors: Vec<Executor>,
-    /// A plain `Sender` (it is `Sync`): a lock around it had every worker contend for it.
-    /// Once the writer has ended, sends fail and are ignored.
-    outcomes: mpsc::Sender<Outcome>,
+    /// To the writer thread; once the writer has ended, sends are dropped.
+    outcomes: Arc<Outbox<Outcome>>,
     running: Mutex<HashMap<u64, Running>>,
     stopping: AtomicBool,
     timer: Timer,
@@ -270,7 +275,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn send(&self, outcome: Outcome) {
-        let _ = self.outcomes.send(outcome);
+        self.outcomes.send(outcome);
     }
 
     /// Submits one attempt of `job`.
@@ -287,12 +292,15 @@ impl Shared {
         }
         let task = Arc::clone(&job.task);
         let input = job.item.input.clone();
-        let timed_out = Arc::new(AtomicBool::new(false));
         let shared = Arc::clone(self);
         let seq = job.seq;
         let attempt = job.attempt;
         let timeout = task.timeout;
-        let closure_task = Arc::clone(&task);
+        let pool = task.pool;
+        // The pool's task name only feeds the executor's own events (the item span carries the
+        // id to all the others): not worth an allocation per item when nobody records them.
+        let name = tracing::enabled!(target: "taskhost_executor", tracing::Level::WARN)
+            .then(|| job.item.id.clone());
         let closure = move |ctx: &TaskContext| -> AttemptResult {
             if let Some(timeout) = timeout {
                 let key = shared.timer.schedule(
@@ -305,8 +313,8 @@ impl Shared {
             }
             let token = ctx.token();
             let check = move || token.is_cancelled();
-            let context = TracingContext::new(&closure_task.task).with_cancel_check(&check);
-            let result = closure_task.task.run(input.get().as_bytes(), &context);
+            let context = TracingContext::new(&task.task).with_cancel_check(&check);
+            let result = task.task.run(input.get().as_bytes(), &context);
             if let Err(failure) = &result {
                 if failure.kind == FailureKind::Panicked {
                     // The plugin caught its panic at the FFI boundary; re-raise it here (without
@@ -320,63 +328,61 @@ impl Shared {
         // Registered before submitting: the task may finish (and its callback run) before
         // `submit_with` returns, and the callback reports only what it finds here.
         lock(&self.running).insert(
-            job.seq,
+            seq,
             Running {
                 future: None,
-                timed_out: Arc::clone(&timed_out),
+                timed_out: false,
                 timeout_key: None,
-                line: job.line,
-                id: job.item.id.clone(),
-                task: Arc::clone(&task),
-                attempt: job.attempt,
-                span: job.span.clone(),
+                job,
             },
         );
-        let executor = &self.executors[task.pool];
-        match executor.submit_with(TaskOptions::new().name(job.item.id.clone()), closure) {
+        let options = match name {
+            Some(name) => TaskOptions::new().name(name),
+            None => TaskOptions::new(),
+        };
+        match self.executors[pool].submit_with(options, closure) {
             Ok(future) => {
                 if let Some(entry) = lock(&self.running).get_mut(&seq) {
                     entry.future = Some(future.clone());
                 }
                 let shared = Arc::clone(self);
-                future.add_done_callback(move |future| shared.completed(job, future, &timed_out));
+                future.add_done_callback(move |future| shared.completed(seq, future));
             }
             Err(error) => {
-                lock(&self.running).remove(&seq);
+                let Some(running) = lock(&self.running).remove(&seq) else {
+                    return;
+                };
+                let pool_name = &running.job.task.pool_name;
                 let (status, message) = match &error {
                     SubmitError::QueueFull(_) => (
                         Status::Rejected,
-                        format!("pool `{}` refused it: its queue is full", task.pool_name),
+                        format!("pool `{pool_name}` refused it: its queue is full"),
                     ),
                     SubmitError::ShutDown(_) => (
                         Status::Cancelled,
-                        format!("pool `{}` is shut down", task.pool_name),
+                        format!("pool `{pool_name}` is shut down"),
                     ),
                     SubmitError::BrokenPool(_, why) => (
                         Status::Failed,
-                        format!("pool `{}` is broken: {why}", task.pool_name),
+                        format!("pool `{pool_name}` is broken: {why}"),
                     ),
                 };
-                self.finish(job, status, None, Some(message));
+                self.finish(running.job, status, None, Some(message));
             }
         }
     }
 
     /// The done callback: runs in the thread that completed the attempt.
-    fn completed(
-        self: &Arc<Self>,
-        mut job: Job,
-        future: &TaskFuture<AttemptResult>,
-        timed_out: &AtomicBool,
-    ) {
+    fn completed(self: &Arc<Self>, seq: u64, future: &TaskFuture<AttemptResult>) {
         // Whoever removes the attempt reports it: after the grace period the dispatcher may
         // already have reported it as cancelled.
-        let Some(running) = lock(&self.running).remove(&job.seq) else {
+        let Some(running) = lock(&self.running).remove(&seq) else {
             return;
         };
         if let Some(key) = running.timeout_key {
             self.timer.cancel(key);
         }
+        let mut job = running.job;
         let timings = future.timings();
         job.waited += timings.queue_wait.unwrap_or_default();
         job.ran += timings.run_time.unwrap_or_default();
@@ -420,7 +426,7 @@ impl Shared {
         };
         // The flag alone could be a timer that fired just as the attempt finished in time.
         let timeout = job.task.timeout.unwrap_or_default();
-        if timed_out.load(Ordering::SeqCst) && timings.run_time.unwrap_or_default() >= timeout {
+        if running.timed_out && timings.run_time.unwrap_or_default() >= timeout {
             status = Status::TimedOut;
             output = None;
             error = Some(format!(
@@ -489,9 +495,9 @@ impl Shared {
 
     /// The timer fired a timeout for `seq`.
     pub(crate) fn time_out(&self, seq: u64, attempt: u32) {
-        let running = lock(&self.running);
-        if let Some(entry) = running.get(&seq).filter(|r| r.attempt == attempt) {
-            entry.timed_out.store(true, Ordering::SeqCst);
+        let mut running = lock(&self.running);
+        if let Some(entry) = running.get_mut(&seq).filter(|r| r.job.attempt == attempt) {
+            entry.timed_out = true;
             if let Some(future) = &entry.future {
                 future.request_stop();
             }
@@ -503,7 +509,7 @@ impl Shared {
         self.stopping.store(true, Ordering::SeqCst);
         let futures: Vec<(TaskFuture<AttemptResult>, tracing::Span)> = lock(&self.running)
             .values()
-            .filter_map(|r| Some((r.future.clone()?, r.span.clone())))
+            .filter_map(|r| Some((r.future.clone()?, r.job.span.clone())))
             .collect();
         for (future, span) in futures {
             let _entered = span.enter();
@@ -538,17 +544,18 @@ impl Shared {
                 .as_ref()
                 .map(TaskFuture::timings)
                 .unwrap_or_default();
+            let job = running.job;
             self.send(Outcome {
-                id: running.id,
-                task: Some(running.task.name.clone()),
+                id: job.item.id,
+                task: Some(job.task.name.clone()),
                 status: Status::Cancelled,
                 output: None,
                 error: Some("still running when the shutdown grace period ended".to_owned()),
-                pool: Some(running.task.pool_name.to_string()),
-                attempts: running.attempt,
+                pool: Some(job.task.pool_name.to_string()),
+                attempts: job.attempt,
                 waited_ms: millis(timings.queue_wait),
                 ran_ms: millis(timings.run_time),
-                line: running.line,
+                line: job.line,
                 seq,
             });
         }
@@ -569,8 +576,9 @@ fn output_json(bytes: &[u8]) -> Box<RawValue> {
     }
 }
 
-/// How many more outcomes the writer takes per lock of the writer after the first.
-const WRITER_BATCH: usize = 127;
+/// The most outcomes the writer gathers before it is woken (fewer for a small in-flight limit,
+/// so that permits keep flowing back).
+const WRITER_BATCH: usize = 64;
 
 /// The writer: owns the sink, the reorder buffer and the progress counters.
 struct Writer {
@@ -651,7 +659,9 @@ pub fn run(
     bar: &SharedBar,
 ) -> Result<RunReport> {
     let permits = Arc::new(Permits::new(options.max_in_flight.max(1)));
-    let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>();
+    let outbox = Arc::new(Outbox::new(
+        (options.max_in_flight / 8).clamp(1, WRITER_BATCH),
+    ));
     let total_hint = source.len_hint();
     let output_failed = Arc::new(AtomicBool::new(false));
     let writer = Arc::new(Mutex::new(Writer {
@@ -677,7 +687,7 @@ pub fn run(
     let pool_settings = pools.settings;
     let shared = Arc::new(Shared {
         executors: pools.executors,
-        outcomes: outcome_tx,
+        outcomes: Arc::clone(&outbox),
         running: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
         timer: Timer::default(),
@@ -696,43 +706,23 @@ pub fn run(
             .name("taskhost-writer".to_owned())
             .spawn(move || {
                 let mut received = 0u64;
+                let mut batch = Vec::new();
                 loop {
                     if received >= expected.load(Ordering::SeqCst) || give_up.load(Ordering::SeqCst)
                     {
                         break;
                     }
-                    match outcome_rx.recv_timeout(Duration::from_millis(50)) {
-                        Ok(outcome) => {
-                            received += 1;
-                            // Take whatever else has arrived under the same lock (bounded, so
-                            // permits flow back steadily): one lock and one wake-up per batch.
-                            let emitted = {
-                                let mut writer = lock(&writer);
-                                let mut emitted = writer.accept(outcome);
-                                let limit = expected.load(Ordering::SeqCst);
-                                for _ in 0..WRITER_BATCH {
-                                    if received >= limit {
-                                        break;
-                                    }
-                                    match outcome_rx.try_recv() {
-                                        Ok(outcome) => {
-                                            received += 1;
-                                            emitted += writer.accept(outcome);
-                                        }
-                                        Err(_) => break,
-                                    }
-                                }
-                                writer.tick();
-                                emitted
-                            };
-                            permits.release(emitted as usize);
-                        }
-                        Err(mpsc::RecvTimeoutError::Timeout) => lock(&writer).tick(),
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
+                    outbox.take_all(&mut batch, Duration::from_millis(50));
+                    // One lock of the writer and one permit release per batch.
+                    let mut writer = lock(&writer);
+                    received += batch.len() as u64;
+                    let emitted: u64 = batch.drain(..).map(|o| writer.accept(o)).sum();
+                    writer.tick();
+                    drop(writer);
+                    permits.release(emitted as usize);
                 }
                 let mut writer = lock(&writer);
-                while let Ok(outcome) = outcome_rx.try_recv() {
+                for outcome in outbox.close() {
                     writer.accept(outcome);
                 }
                 writer.drain_pending();
