@@ -104,6 +104,10 @@ type Callback<T> = Box<dyn FnOnce(&TaskFuture<T>) + Send>;
 /// Everything that waits on one future; only touched when `HAS_WAITERS` is set, and only
 /// allocated when a callback, waker or watcher registers (a plain `result` wait needs none).
 struct Waiters<T> {
+    /// The first callback, kept inline: most futures that get one get only one, and this saves
+    /// the vector's allocation.
+    first_callback: Option<Callback<T>>,
+    /// Callbacks registered after the first, in order.
     callbacks: Vec<Callback<T>>,
     wakers: Vec<Waker>,
     watchers: Vec<(Arc<Watch>, usize)>,
@@ -112,6 +116,7 @@ struct Waiters<T> {
 impl<T> Default for Waiters<T> {
     fn default() -> Self {
         Waiters {
+            first_callback: None,
             callbacks: Vec::new(),
             wakers: Vec::new(),
             watchers: Vec::new(),
@@ -302,6 +307,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
             return true;
         };
         let Waiters {
+            first_callback,
             callbacks,
             wakers,
             watchers,
@@ -312,10 +318,11 @@ impl<T: Send + Sync + 'static> Shared<T> {
         for waker in wakers {
             waker.wake();
         }
-        if callbacks.is_empty() {
+        let Some(first) = first_callback else {
             return true;
-        }
+        };
         let future = owner();
+        future.run_callback(first);
         for callback in callbacks {
             future.run_callback(callback);
         }
@@ -626,7 +633,12 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
             drop(guard);
             self.run_callback(Box::new(callback));
         } else {
-            waiters_mut(&mut guard).callbacks.push(Box::new(callback));
+            let waiters = waiters_mut(&mut guard);
+            if waiters.first_callback.is_none() {
+                waiters.first_callback = Some(Box::new(callback));
+            } else {
+                waiters.callbacks.push(Box::new(callback));
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! and then acknowledge the work message: `write` is the point at which an item counts as done.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -50,13 +51,14 @@ impl Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub id: String,
-    pub task: Option<String>,
+    /// Shared with the run's task table (no copy per record).
+    pub task: Option<Arc<str>>,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    pub pool: Option<String>,
+    pub pool: Option<Arc<str>>,
     pub attempts: u32,
     pub waited_ms: f64,
     pub ran_ms: f64,
@@ -77,7 +79,7 @@ impl Outcome {
     ) -> Self {
         Self {
             id: id.unwrap_or_else(|| line.to_string()),
-            task,
+            task: task.map(Arc::from),
             status,
             output: None,
             error: Some(error),

@@ -216,6 +216,8 @@ pub fn parse_line(bytes: &[u8], line: u64) -> Result<WorkItem, InvalidLine> {
         .map_err(|error| invalid(format!("{expected}, found a parse error: {error}")))?;
     let id = match wire.id {
         None => line.to_string(),
+        // A plain non-negative integer is its own text: no parse, no formatting.
+        Some(raw) if is_small_integer(raw.get()) => raw.get().to_owned(),
         Some(raw) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
             Ok(serde_json::Value::String(s)) => s,
             Ok(serde_json::Value::Number(n)) => n.to_string(),
@@ -241,9 +243,36 @@ pub fn parse_line(bytes: &[u8], line: u64) -> Result<WorkItem, InvalidLine> {
     Ok(WorkItem { id, task, input })
 }
 
+/// Up to 19 digits without a leading zero: a JSON integer that `u64` holds and that
+/// `serde_json::Number` would print back unchanged.
+fn is_small_integer(text: &str) -> bool {
+    (1..=19).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_ids_read_as_serde_json_would_print_them() {
+        for text in [
+            "0",
+            "7",
+            "1234567890123456789",
+            "-3",
+            "1.5",
+            "1e3",
+            "12345678901234567890",
+        ] {
+            let item =
+                parse_line(format!(r#"{{"id":{text},"task":"a/b"}}"#).as_bytes(), 1).unwrap();
+            let number: serde_json::Number = serde_json::from_str(text).unwrap();
+            assert_eq!(item.id, number.to_string(), "{text}");
+        }
+        assert!(!is_small_integer("007") && !is_small_integer("") && is_small_integer("0"));
+    }
 
     fn entries(text: &str, limit: usize) -> Vec<Entry> {
         let mut source = JsonlSource::new(io::Cursor::new(text.as_bytes().to_vec()), limit);

@@ -53,7 +53,7 @@ type AttemptResult = Result<Vec<u8>, TaskFailure>;
 /// A task the host can run: the plugin's task with its route resolved.
 #[derive(Debug)]
 pub struct ResolvedTask {
-    pub name: String,
+    pub name: Arc<str>,
     pub plugin: String,
     pub task: PluginTask,
     pub pool: usize,
@@ -125,7 +125,7 @@ impl Catalog {
             tasks.insert(
                 name.clone(),
                 Arc::new(ResolvedTask {
-                    name,
+                    name: Arc::from(name.as_str()),
                     plugin: task.plugin_name().to_owned(),
                     task,
                     pool,
@@ -480,11 +480,11 @@ impl Shared {
     ) {
         self.send(Outcome {
             id: job.item.id,
-            task: Some(job.task.name.clone()),
+            task: Some(Arc::clone(&job.task.name)),
             status,
             output,
             error,
-            pool: Some(job.task.pool_name.to_string()),
+            pool: Some(Arc::clone(&job.task.pool_name)),
             attempts: job.attempt,
             waited_ms: millis(Some(job.waited)),
             ran_ms: millis(Some(job.ran)),
@@ -547,11 +547,11 @@ impl Shared {
             let job = running.job;
             self.send(Outcome {
                 id: job.item.id,
-                task: Some(job.task.name.clone()),
+                task: Some(Arc::clone(&job.task.name)),
                 status: Status::Cancelled,
                 output: None,
                 error: Some("still running when the shutdown grace period ended".to_owned()),
-                pool: Some(job.task.pool_name.to_string()),
+                pool: Some(Arc::clone(&job.task.pool_name)),
                 attempts: job.attempt,
                 waited_ms: millis(timings.queue_wait),
                 ran_ms: millis(timings.run_time),
