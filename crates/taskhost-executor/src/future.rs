@@ -27,6 +27,11 @@ pub(crate) const CANCELLED_BROKEN: u8 = 6;
 pub(crate) const CANCELLED_STOP: u8 = 7;
 const STATE_MASK: u8 = 0x0f;
 const HAS_WAITERS: u8 = 0x80;
+/// Set (with `HAS_WAITERS`, under the waiter lock) by a thread about to block on the condvar:
+/// only then does completing the task make the wake-up system call (a std `Condvar` makes it
+/// on every notify, sleeper or not, and a future with a done callback but no blocked reader is
+/// the host's every item).
+const HAS_SLEEPERS: u8 = 0x40;
 const UNSET: u64 = u64::MAX;
 /// High bit of `queue_wait_ns`: the task has not started; the rest is its enqueue time.
 const QUEUED: u64 = 1 << 63;
@@ -210,7 +215,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
             if current & STATE_MASK != from {
                 return Err(current);
             }
-            let next = (current & HAS_WAITERS) | to;
+            let next = (current & (HAS_WAITERS | HAS_SLEEPERS)) | to;
             match self.state.compare_exchange_weak(
                 current,
                 next,
@@ -300,9 +305,12 @@ impl<T: Send + Sync + 'static> Shared<T> {
         }
         let waiters = lock(&self.waiters).take();
         // Notify after unlocking, so a woken waiter does not block on the lock we hold. No
-        // wake-up is lost: a waiter checks the state and starts waiting under the lock, and the
-        // state changed before we took it.
-        self.condvar.notify_all();
+        // wake-up is lost: a sleeper sets `HAS_SLEEPERS` and starts waiting under the lock, so
+        // either our state change saw the bit (and we took the lock after it was waiting), or
+        // its `fetch_or` saw the task done and it never slept.
+        if previous & HAS_SLEEPERS != 0 {
+            self.condvar.notify_all();
+        }
         let Some(waiters) = waiters else {
             return true;
         };
@@ -339,8 +347,17 @@ impl<T: Send + Sync + 'static> Shared<T> {
 
     /// Locks the waiter list and sets `HAS_WAITERS`; returns the guard and whether it is done.
     fn register(&self) -> (MutexGuard<'_, WaiterSlot<T>>, bool) {
+        self.register_with(HAS_WAITERS)
+    }
+
+    /// Like [`register`](Self::register), for a thread that will block on the condvar.
+    fn register_sleeper(&self) -> (MutexGuard<'_, WaiterSlot<T>>, bool) {
+        self.register_with(HAS_WAITERS | HAS_SLEEPERS)
+    }
+
+    fn register_with(&self, bits: u8) -> (MutexGuard<'_, WaiterSlot<T>>, bool) {
         let guard = lock(&self.waiters);
-        let state = self.state.fetch_or(HAS_WAITERS, Ordering::AcqRel);
+        let state = self.state.fetch_or(bits, Ordering::AcqRel);
         (guard, is_done(state))
     }
 
@@ -352,7 +369,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
             return true;
         }
         let deadline = timeout.map(|t| Instant::now() + t);
-        let (mut guard, done) = self.register();
+        let (mut guard, done) = self.register_sleeper();
         if done {
             return true;
         }

@@ -206,3 +206,29 @@ fn cancel_racing_start_resolves_once() {
         assert_eq!(future.result(None).cloned(), outcome, "resolved once");
     });
 }
+
+/// A reader blocking in `result` while the task completes is always woken, also when a done
+/// callback registered first (so the waiter bit is set by someone who never sleeps): the
+/// completing worker makes the condvar's wake-up call only when a sleeper marked itself, and the
+/// sleeper marks itself under the same lock it sleeps on.
+#[test]
+fn a_blocked_reader_racing_completion_and_a_callback_is_woken() {
+    model(3, || {
+        let pool = Executor::new(1).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let future = pool.submit(|| 5u32).unwrap();
+        let callback_calls = Arc::clone(&calls);
+        future.add_done_callback(move |f| {
+            assert_eq!(f.result(None), Ok(&5));
+            callback_calls.fetch_add(1, Ordering::Relaxed);
+        });
+        let reader = {
+            let future = future.clone();
+            loom::thread::spawn(move || *future.result(None).unwrap())
+        };
+        assert_eq!(future.result(None), Ok(&5));
+        assert_eq!(reader.join().unwrap(), 5);
+        drop(pool);
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    });
+}

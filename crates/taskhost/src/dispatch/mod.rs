@@ -23,6 +23,7 @@ mod proptests;
 mod timer;
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -263,12 +264,34 @@ struct Running {
     job: Job,
 }
 
+/// Hashes the `running` table's keys, the run's own sequence numbers: nobody else chooses them,
+/// so SipHash's protection against chosen keys buys nothing, and a multiply spreads consecutive
+/// numbers over the table (the dispatcher and every worker hash each item's key).
+#[derive(Default)]
+struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// What the dispatch loop, the callbacks, the timer and the writer share.
 pub(crate) struct Shared {
     executors: Vec<Executor>,
     /// To the writer thread; once the writer has ended, sends are dropped.
     outcomes: Arc<Outbox<Outcome>>,
-    running: Mutex<HashMap<u64, Running>>,
+    running: Mutex<HashMap<u64, Running, BuildHasherDefault<SeqHasher>>>,
     stopping: AtomicBool,
     timer: Timer,
 }
@@ -688,7 +711,7 @@ pub fn run(
     let shared = Arc::new(Shared {
         executors: pools.executors,
         outcomes: Arc::clone(&outbox),
-        running: Mutex::new(HashMap::new()),
+        running: Mutex::new(HashMap::default()),
         stopping: AtomicBool::new(false),
         timer: Timer::default(),
     });
@@ -995,6 +1018,22 @@ mod tests {
         let mut outcome = Outcome::unrun(seq + 1, None, None, Status::Ok, String::new());
         outcome.seq = seq;
         outcome
+    }
+
+    #[test]
+    fn sequence_numbers_spread_over_the_table() {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<SeqHasher>::default();
+        let hashes: std::collections::HashSet<u64> =
+            (0..10_000u64).map(|n| build.hash_one(n)).collect();
+        assert_eq!(hashes.len(), 10_000);
+        // hashbrown takes its 7 control bits from the top: they must vary with the key too.
+        let tops: std::collections::HashSet<u64> =
+            (0..1_000u64).map(|n| build.hash_one(n) >> 57).collect();
+        assert!(tops.len() > 100, "{} distinct top bits", tops.len());
+        let mut map: HashMap<u64, u64, BuildHasherDefault<SeqHasher>> = HashMap::default();
+        map.extend((0..1_000).map(|n| (n, n * 2)));
+        assert!((0..1_000).all(|n| map[&n] == n * 2));
     }
 
     #[test]
