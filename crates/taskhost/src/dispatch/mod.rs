@@ -286,17 +286,39 @@ impl Hasher for SeqHasher {
     }
 }
 
+/// How many shards the `running` table has.
+const RUNNING_SHARDS: usize = 16;
+
+/// One shard of the `running` table, on its own cache-line pair.
+#[repr(align(128))]
+#[derive(Default)]
+struct RunningShard(Mutex<HashMap<u64, Running, BuildHasherDefault<SeqHasher>>>);
+
 /// What the dispatch loop, the callbacks, the timer and the writer share.
+///
+/// Aligned to a cache-line pair so that the `Arc`'s counts (each item's done callback holds a
+/// clone) do not share a line with the fields.
+#[repr(align(128))]
 pub(crate) struct Shared {
     executors: Vec<Executor>,
     /// To the writer thread; once the writer has ended, sends are dropped.
     outcomes: Arc<Outbox<Outcome>>,
-    running: Mutex<HashMap<u64, Running, BuildHasherDefault<SeqHasher>>>,
+    /// Attempts in the pools, by sequence number, sharded by it: the dispatcher registers item
+    /// n while the workers remove items n − k, and one lock had them queue for each other.
+    running: [RunningShard; RUNNING_SHARDS],
     stopping: AtomicBool,
     timer: Timer,
 }
 
 impl Shared {
+    /// The `running` shard that holds `seq`.
+    fn running(
+        &self,
+        seq: u64,
+    ) -> MutexGuard<'_, HashMap<u64, Running, BuildHasherDefault<SeqHasher>>> {
+        lock(&self.running[(seq % RUNNING_SHARDS as u64) as usize].0)
+    }
+
     fn send(&self, outcome: Outcome) {
         self.outcomes.send(outcome);
     }
@@ -315,22 +337,24 @@ impl Shared {
         }
         let task = Arc::clone(&job.task);
         let input = job.item.input.clone();
-        let shared = Arc::clone(self);
         let seq = job.seq;
         let attempt = job.attempt;
         let timeout = task.timeout;
         let pool = task.pool;
+        // Only an attempt with a timeout needs the table from inside the pool (a clone per item
+        // is a reference count the workers then drop: one more line between the threads).
+        let shared = timeout.map(|_| Arc::clone(self));
         // The pool's task name only feeds the executor's own events (the item span carries the
         // id to all the others): not worth an allocation per item when nobody records them.
         let name = tracing::enabled!(target: "taskhost_executor", tracing::Level::WARN)
             .then(|| job.item.id.clone());
         let closure = move |ctx: &TaskContext| -> AttemptResult {
-            if let Some(timeout) = timeout {
+            if let (Some(timeout), Some(shared)) = (timeout, &shared) {
                 let key = shared.timer.schedule(
                     Instant::now() + timeout,
                     TimerAction::Timeout { seq, attempt },
                 );
-                if let Some(entry) = lock(&shared.running).get_mut(&seq) {
+                if let Some(entry) = shared.running(seq).get_mut(&seq) {
                     entry.timeout_key = Some(key);
                 }
             }
@@ -350,7 +374,7 @@ impl Shared {
         };
         // Registered before submitting: the task may finish (and its callback run) before
         // `submit_with` returns, and the callback reports only what it finds here.
-        lock(&self.running).insert(
+        self.running(seq).insert(
             seq,
             Running {
                 future: None,
@@ -365,14 +389,14 @@ impl Shared {
         };
         match self.executors[pool].submit_with(options, closure) {
             Ok(future) => {
-                if let Some(entry) = lock(&self.running).get_mut(&seq) {
+                if let Some(entry) = self.running(seq).get_mut(&seq) {
                     entry.future = Some(future.clone());
                 }
                 let shared = Arc::clone(self);
                 future.add_done_callback(move |future| shared.completed(seq, future));
             }
             Err(error) => {
-                let Some(running) = lock(&self.running).remove(&seq) else {
+                let Some(running) = self.running(seq).remove(&seq) else {
                     return;
                 };
                 let pool_name = &running.job.task.pool_name;
@@ -399,7 +423,7 @@ impl Shared {
     fn completed(self: &Arc<Self>, seq: u64, future: &TaskFuture<AttemptResult>) {
         // Whoever removes the attempt reports it: after the grace period the dispatcher may
         // already have reported it as cancelled.
-        let Some(running) = lock(&self.running).remove(&seq) else {
+        let Some(running) = self.running(seq).remove(&seq) else {
             return;
         };
         if let Some(key) = running.timeout_key {
@@ -518,7 +542,7 @@ impl Shared {
 
     /// The timer fired a timeout for `seq`.
     pub(crate) fn time_out(&self, seq: u64, attempt: u32) {
-        let mut running = lock(&self.running);
+        let mut running = self.running(seq);
         if let Some(entry) = running.get_mut(&seq).filter(|r| r.job.attempt == attempt) {
             entry.timed_out = true;
             if let Some(future) = &entry.future {
@@ -530,9 +554,15 @@ impl Shared {
     /// Ctrl-C: cancel what is queued, ask what runs to stop.
     fn stop_all(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let futures: Vec<(TaskFuture<AttemptResult>, tracing::Span)> = lock(&self.running)
-            .values()
-            .filter_map(|r| Some((r.future.clone()?, r.job.span.clone())))
+        let futures: Vec<(TaskFuture<AttemptResult>, tracing::Span)> = self
+            .running
+            .iter()
+            .flat_map(|shard| {
+                lock(&shard.0)
+                    .values()
+                    .filter_map(|r| Some((r.future.clone()?, r.job.span.clone())))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         for (future, span) in futures {
             let _entered = span.enter();
@@ -552,7 +582,11 @@ impl Shared {
 
     /// After the grace period: report what still runs as cancelled.
     fn abandon_running(&self) {
-        let abandoned: Vec<(u64, Running)> = lock(&self.running).drain().collect();
+        let abandoned: Vec<(u64, Running)> = self
+            .running
+            .iter()
+            .flat_map(|shard| lock(&shard.0).drain().collect::<Vec<_>>())
+            .collect();
         for job in self.timer.take_retries() {
             self.finish(
                 job,
@@ -711,7 +745,7 @@ pub fn run(
     let shared = Arc::new(Shared {
         executors: pools.executors,
         outcomes: Arc::clone(&outbox),
-        running: Mutex::new(HashMap::default()),
+        running: Default::default(),
         stopping: AtomicBool::new(false),
         timer: Timer::default(),
     });
