@@ -91,7 +91,7 @@ impl<T> Drop for Sender<T> {
 impl<T> Receiver<T> {
     /// Takes the next value, waiting up to `timeout`.
     pub(crate) fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        let deadline = Instant::now() + timeout;
+        let mut deadline = None;
         let mut state = lock(&self.0.state);
         loop {
             if let Some(value) = state.queue.pop_front() {
@@ -105,7 +105,9 @@ impl<T> Receiver<T> {
             if state.sender_gone {
                 return Err(RecvTimeoutError::Disconnected);
             }
+            // The clock is read only once the queue is found empty (not once per entry).
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + timeout);
             if now >= deadline {
                 return Err(RecvTimeoutError::Timeout);
             }

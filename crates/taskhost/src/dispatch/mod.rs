@@ -801,7 +801,14 @@ pub fn run(
                     break;
                 }
                 match source.next_entry() {
-                    Ok(Some(entry)) => {
+                    Ok(Some(mut entry)) => {
+                        // Parsed here, not by the dispatcher (the pipeline's busiest thread). A
+                        // line that does not parse goes on as it is: the dispatcher reports it.
+                        if let EntryBody::Line(bytes) = &entry.body {
+                            if let Ok(item) = parse_line(bytes, entry.line) {
+                                entry.body = EntryBody::Item(item);
+                            }
+                        }
                         if entry_tx.send(Ok(entry)).is_err() {
                             break;
                         }
