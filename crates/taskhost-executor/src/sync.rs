@@ -198,14 +198,15 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Tries `attempt` for a short, bounded while and returns its first `Some`: six rounds of
-/// doubling spins (1, 2, … 32 spin hints), then four yields, as crossbeam's own `Backoff` does
-/// before its `recv` blocks. Not a polling loop: callers block after it. A `cfg(loom)` twin
-/// tries once and yields.
+/// Tries `attempt` for a short, bounded while and returns its first `Some`: seven rounds of
+/// doubling spins (1, 2, … 64 spin hints), then four yields — the same budget as crossbeam's
+/// own `Backoff` before its `recv` blocks (with half of it, a future's reader slept, and paid a
+/// wake-up, on about one round trip in fifty). Not a polling loop: callers block after it. A
+/// `cfg(loom)` twin tries once and yields.
 #[cfg(not(loom))]
 pub(crate) fn spin_wait<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
-    for step in 0..10u32 {
-        if step < 6 {
+    for step in 0..11u32 {
+        if step <= 6 {
             for _ in 0..(1u32 << step) {
                 std::hint::spin_loop();
             }
