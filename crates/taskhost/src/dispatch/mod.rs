@@ -734,8 +734,13 @@ pub fn run(
     // A second Ctrl-C: write what is done and leave.
     {
         let writer = Arc::clone(&writer);
+        let outbox = Arc::clone(&outbox);
         interrupts.on_second_signal(move || {
             let mut writer = lock(&writer);
+            // Outcomes the writer had not taken yet are finished work too.
+            for outcome in outbox.close() {
+                writer.accept(outcome);
+            }
             writer.drain_pending();
             writer.flush();
             writer.progress.finish();
