@@ -44,7 +44,7 @@ use crate::sync::{
 pub const TRACING_TARGET: &str = "taskhost_executor";
 
 /// A worker slot's `started_ns` while its task is not timed.
-const NOT_TIMED: u64 = u64::MAX;
+pub(crate) const NOT_TIMED: u64 = u64::MAX;
 
 static NEXT_TASK_ID: counter::AtomicU64 = counter::AtomicU64::new(1);
 
@@ -1328,7 +1328,11 @@ impl Executor {
         F: FnOnce() + Send + 'static,
     {
         let id = next_task_id();
-        let queued_ns = self.inner.wants_clock().then(|| self.inner.now_ns());
+        let queued_ns = if self.inner.wants_clock() {
+            self.inner.now_ns()
+        } else {
+            NOT_TIMED
+        };
         let job = Arc::new(ExecuteJob {
             f: Mutex::new(f),
             id,
