@@ -40,6 +40,34 @@ pub struct Machine {
     pub kernel: String,
     /// The 1-minute load average when the run started: a hint of how noisy it was.
     pub load_average_1m: String,
+    /// The source measured: `git rev-parse --short HEAD`, `+dirty` when the tree has changes,
+    /// `unknown` outside a git checkout.
+    pub commit: String,
+}
+
+/// The checked-out commit of this workspace, as [`Machine::commit`] describes it.
+fn workspace_commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(commit) if !commit.is_empty() => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|status| !status.is_empty());
+            if dirty {
+                format!("{commit}+dirty")
+            } else {
+                commit
+            }
+        }
+        _ => "unknown".to_owned(),
+    }
 }
 
 impl Machine {
@@ -69,6 +97,7 @@ impl Machine {
                         .to_owned()
                 })
                 .unwrap_or_default(),
+            commit: workspace_commit(),
         }
     }
 }
@@ -270,7 +299,7 @@ impl Report {
         let machine = &self.machine;
         let _ = writeln!(
             out,
-            "Run {} ({}) on {} × {} (Linux {}, load average {} at start). \
+            "Run {} ({}) of commit {} on {} × {} (Linux {}, load average {} at start). \
              Every ratio divides by the floor measured in the same run; on a shared, noisy machine \
              the ratios mean more than the absolute times.\n",
             self.started_utc,
@@ -279,6 +308,7 @@ impl Report {
             } else {
                 "full run"
             },
+            machine.commit,
             machine.cpus,
             machine.cpu_model,
             machine.kernel,
