@@ -177,8 +177,10 @@ fn round_trip(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
         "ns per iteration",
         format!(
             "Submit one trivial task and wait for its result, {} times in {ROUNDS} rounds taken \
-             round-robin over the contenders, each on a fresh pool after a warm-up; every \
-             iteration is a sample, so min and max are single iterations.",
+             round-robin over the contenders, each on a fresh pool after a warm-up that starts \
+             all its workers (a pool that starts them on demand would otherwise run every round \
+             trip on one, and a lone worker the scheduler puts on the waiter's CPU costs ~10 µs a \
+             trip); every iteration is a sample, so min and max are single iterations.",
             plan.round_trips
         ),
     );

@@ -226,6 +226,10 @@ pub fn throughput(contender: Contender, tasks: usize, reps: usize) -> Result<Vec
 pub fn round_trip(contender: Contender, iterations: usize) -> Result<Vec<f64>> {
     fn run<P: Pool>(iterations: usize) -> Result<Vec<f64>> {
         let pool = P::build(WORKERS)?;
+        // Every pool starts all its workers first (a batch as wide as the pool), as a pool
+        // that has been serving for a while has: pools that start workers on demand would
+        // otherwise run every round trip on one.
+        pool.wait_batch(pool.submit_batch(WORKERS, trivial));
         for index in 0..iterations.min(1_000) as u64 {
             black_box(pool.round_trip(index));
         }
