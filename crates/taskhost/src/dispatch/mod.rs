@@ -292,7 +292,10 @@ const RUNNING_SHARDS: usize = 16;
 /// One shard of the `running` table, on its own cache-line pair.
 #[repr(align(128))]
 #[derive(Default)]
-struct RunningShard(Mutex<HashMap<u64, Running, BuildHasherDefault<SeqHasher>>>);
+struct RunningShard(Mutex<RunningTable>);
+
+/// Attempts by sequence number (one shard's worth).
+type RunningTable = HashMap<u64, Running, BuildHasherDefault<SeqHasher>>;
 
 /// What the dispatch loop, the callbacks, the timer and the writer share.
 ///
@@ -312,10 +315,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The `running` shard that holds `seq`.
-    fn running(
-        &self,
-        seq: u64,
-    ) -> MutexGuard<'_, HashMap<u64, Running, BuildHasherDefault<SeqHasher>>> {
+    fn running(&self, seq: u64) -> MutexGuard<'_, RunningTable> {
         lock(&self.running[(seq % RUNNING_SHARDS as u64) as usize].0)
     }
 
