@@ -11,8 +11,9 @@
 //!   replacement (task limit). A submitter that pushed work and saw `alive` at the maximum is
 //!   therefore always covered: either it sees the decrement and spawns, or the worker sees its
 //!   item. SeqCst fences on both sides rule out the store-buffering interleaving.
-//! * Shutdown and broken-pool drains first wait until no submit is in flight (`inflight`), so no
-//!   item can land behind the point where workers stop.
+//! * Shutdown and broken-pool drains first wait until no submit is in flight (`submits`: per
+//!   stripe, submits that entered minus submits that left), so no item can land behind the
+//!   point where workers stop.
 //! * Once every worker that can exist is alive and none can retire while the pool is open (no
 //!   idle timeout, no task limit), no thread will ever start again: submitters and workers then
 //!   leave the idle tokens alone (`PoolInner::saturated`), so the busy case is a plain load.
@@ -27,12 +28,12 @@ use tracing::{Level, Span};
 use crate::context::{TaskContext, TaskOptions};
 use crate::error::{BuildError, CancelReason, ResultError, SubmitError};
 use crate::future::{HasShared, Shared, TaskFuture};
-use crate::job::{Abandon, ExecuteJob, FutureJob, Job, MapCall, Plain, TaskFn, WithContext};
+use crate::job::{Abandon, ExecuteJob, FutureJob, MapCall, Plain, TaskFn, WithContext, Work};
 use crate::metrics::{Metrics, MetricsSnapshot, Padded, WorkerSide, WorkerTotals};
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{
-    counter, fence, lock, spin_wait, Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering,
-    Popped, Queue, Striped,
+    counter, fence, lock, spin_wait, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex,
+    Ordering, Popped, Queue, Striped,
 };
 
 /// The tracing target of every event and span this crate emits (for filters such as
@@ -375,7 +376,7 @@ impl ExecutorBuilder {
             epoch: Instant::now(),
             idle_tokens: Padded(AtomicUsize::new(0)),
             alive: AtomicUsize::new(0),
-            inflight: Striped::default(),
+            submits: Striped::default(),
             shutdown: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             broken: AtomicBool::new(false),
@@ -449,7 +450,7 @@ pub(crate) struct PoolInner {
     bounded: bool,
     when_full: WhenFull,
     initializer: Option<Initializer>,
-    queue: Queue<Arc<dyn Job>>,
+    queue: Queue<Work>,
     pub(crate) metrics: Metrics,
     epoch: Instant,
     /// Python's idle semaphore: released by a worker about to wait, claimed by a submitter.
@@ -457,9 +458,9 @@ pub(crate) struct PoolInner {
     idle_tokens: Padded<AtomicUsize>,
     /// Worker threads counted alive (the spawn decision reads it).
     alive: AtomicUsize,
-    /// Submits between their shutdown check and their push, per stripe (each submitting
-    /// thread writes its own stripe's line; shutdown waits for every stripe to read zero).
-    inflight: Striped<AtomicUsize>,
+    /// Submits that entered and left, per stripe (each submitting thread writes its own
+    /// stripe's line; shutdown waits until no stripe has one in flight).
+    submits: Striped<SubmitStripe>,
     /// No more submits.
     shutdown: AtomicBool,
     /// No more submits and none in flight: a worker that finds the queue empty exits.
@@ -627,8 +628,44 @@ impl WorkerCtx<'_> {
     }
 }
 
+/// One stripe of submit bookkeeping: two counters that only grow, on one cache line. A submit
+/// makes two read-modify-writes here, entering (before its shutdown check) and leaving (after
+/// its push or refusal); the difference is the submits in flight, which shutdown waits to see
+/// at zero, and `entered` less the refusals is the `submitted` metric (counted before the push,
+/// so a task is never seen finished before it is seen submitted).
+#[derive(Default)]
+pub(crate) struct SubmitStripe {
+    entered: AtomicU64,
+    left: AtomicU64,
+}
+
+impl SubmitStripe {
+    /// A submit starts; `SeqCst`, against shutdown's store of `shutdown` then read of
+    /// [`in_flight`](Self::in_flight).
+    fn enter(&self) {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The submit pushed its item or was refused.
+    fn leave(&self) {
+        self.left.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Submits between [`enter`](Self::enter) and [`leave`](Self::leave). `left` is read first:
+    /// a submit that leaves between the two reads is still counted, never one missed.
+    fn in_flight(&self) -> u64 {
+        let left = self.left.load(Ordering::SeqCst);
+        self.entered.load(Ordering::SeqCst).wrapping_sub(left)
+    }
+
+    /// Submits that ever started on this stripe.
+    fn entered(&self) -> u64 {
+        self.entered.load(Ordering::Relaxed)
+    }
+}
+
 /// A refused job and why.
-type Refused = (Arc<dyn Job>, Refusal);
+type Refused = (Work, Refusal);
 
 enum Refusal {
     ShutDown,
@@ -790,7 +827,7 @@ impl PoolInner {
         let mut spins = 0u32;
         loop {
             drain();
-            if self.inflight.iter().all(|n| n.load(Ordering::SeqCst) == 0) {
+            if self.submits.iter().all(|stripe| stripe.in_flight() == 0) {
                 break;
             }
             thread::backoff(spins);
@@ -829,12 +866,12 @@ impl PoolInner {
     /// Puts a job on the queue under the pool's policy. `Ok(Some(job))`: run it here.
     fn enqueue(
         self: &Arc<Self>,
-        job: Arc<dyn Job>,
+        job: Work,
         task_id: u64,
         task: Option<&str>,
-    ) -> Result<Option<Arc<dyn Job>>, Refused> {
-        let inflight = self.inflight.mine();
-        inflight.fetch_add(1, Ordering::SeqCst);
+    ) -> Result<Option<Work>, Refused> {
+        let stripe = self.submits.mine();
+        stripe.enter();
         let refusal = if self.shutdown.load(Ordering::SeqCst) {
             Some(Refusal::ShutDown)
         } else if self.broken.load(Ordering::SeqCst) {
@@ -843,11 +880,10 @@ impl PoolInner {
             None
         };
         if let Some(refusal) = refusal {
-            inflight.fetch_sub(1, Ordering::SeqCst);
+            stripe.leave();
             return Err(self.refuse(job, refusal, task_id, task));
         }
         let result = if !self.bounded || self.when_full == WhenFull::Block {
-            self.metrics.inc_submitted();
             self.emit_queued(task_id, task, 1);
             self.queue.push(job);
             self.adjust_thread_count();
@@ -855,29 +891,19 @@ impl PoolInner {
         } else {
             match self.queue.try_push(job) {
                 Ok(()) => {
-                    self.metrics.inc_submitted();
                     self.emit_queued(task_id, task, 0);
                     self.adjust_thread_count();
                     Ok(None)
                 }
-                Err(job) if self.when_full == WhenFull::CallerRuns => {
-                    self.metrics.inc_submitted();
-                    Ok(Some(job))
-                }
+                Err(job) if self.when_full == WhenFull::CallerRuns => Ok(Some(job)),
                 Err(job) => Err((job, Refusal::Full)),
             }
         };
-        inflight.fetch_sub(1, Ordering::SeqCst);
+        stripe.leave();
         result.map_err(|(job, refusal)| self.refuse(job, refusal, task_id, task))
     }
 
-    fn refuse(
-        &self,
-        job: Arc<dyn Job>,
-        refusal: Refusal,
-        task_id: u64,
-        task: Option<&str>,
-    ) -> Refused {
+    fn refuse(&self, job: Work, refusal: Refusal, task_id: u64, task: Option<&str>) -> Refused {
         self.metrics.inc_rejected();
         let reason = match refusal {
             Refusal::ShutDown => "shut_down",
@@ -904,7 +930,7 @@ impl PoolInner {
     }
 
     /// Runs a job in the submitting thread (`WhenFull::CallerRuns`).
-    fn run_here(&self, job: Arc<dyn Job>) {
+    fn run_here(&self, job: Work) {
         self.metrics.worker.0.inc_dequeued();
         let ctx = WorkerCtx {
             pool: self,
@@ -1092,7 +1118,7 @@ fn run_one(
     slot: &WorkerSlot,
     name: &str,
     (idle_token, last_end): (&Cell<bool>, &Cell<Option<u64>>),
-    job: Arc<dyn Job>,
+    job: Work,
     tasks_run: &mut usize,
 ) {
     let limit = pool.max_tasks_per_worker;
@@ -1111,7 +1137,7 @@ fn run_one(
 }
 
 /// Tries the queue for a short, bounded while ([`spin_wait`]) before giving up.
-fn spin_pop(queue: &Queue<Arc<dyn Job>>) -> Option<Arc<dyn Job>> {
+fn spin_pop(queue: &Queue<Work>) -> Option<Work> {
     spin_wait(|| queue.try_pop())
 }
 
@@ -1290,13 +1316,16 @@ impl Executor {
         let future = TaskFuture {
             cell: Arc::clone(&cell) as Arc<dyn HasShared<T>>,
         };
-        match self.inner.enqueue(cell, id, future.name()) {
+        match self.inner.enqueue(Work::Shared(cell), id, future.name()) {
             Ok(None) => Ok(future),
             Ok(Some(job)) => {
                 self.inner.run_here(job);
                 Ok(future)
             }
             Err((job, refusal)) => {
+                let Work::Shared(job) = job else {
+                    unreachable!("the job is the one just built");
+                };
                 let job = job
                     .into_any()
                     .downcast::<FutureJob<C, T>>()
@@ -1333,24 +1362,27 @@ impl Executor {
         } else {
             NOT_TIMED
         };
-        let job = Arc::new(ExecuteJob {
-            f: Mutex::new(f),
+        let job = Box::new(ExecuteJob {
+            f,
             id,
             parent: current_parent(),
             queued_ns,
         });
-        match self.inner.enqueue(job, id, None) {
+        match self.inner.enqueue(Work::Owned(job), id, None) {
             Ok(None) => Ok(()),
             Ok(Some(job)) => {
                 self.inner.run_here(job);
                 Ok(())
             }
             Err((job, refusal)) => {
-                let job = job
+                let Work::Owned(job) = job else {
+                    unreachable!("the job is the one just built");
+                };
+                let f = job
                     .into_any()
                     .downcast::<ExecuteJob<F>>()
-                    .unwrap_or_else(|_| unreachable!("the job is the one just built"));
-                let f = job.into_closure();
+                    .unwrap_or_else(|_| unreachable!("the job is the one just built"))
+                    .f;
                 Err(match refusal {
                     Refusal::ShutDown => SubmitError::ShutDown(f),
                     Refusal::Broken(why) => SubmitError::BrokenPool(f, why),
@@ -1507,9 +1539,10 @@ impl Executor {
             }
             totals
         };
+        let entered = || self.inner.submits.iter().map(SubmitStripe::entered).sum();
         self.inner
             .metrics
-            .snapshot(self.inner.alive.load(Ordering::SeqCst), totals)
+            .snapshot(entered, self.inner.alive.load(Ordering::SeqCst), totals)
     }
 }
 

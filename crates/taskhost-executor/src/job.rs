@@ -1,5 +1,7 @@
 //! Work items. A task with a future is **one allocation**: the closure lives inside the same
-//! `Arc` as the future's shared state (`FutureJob`), and the queue carries that `Arc`.
+//! `Arc` as the future's shared state (`FutureJob`), and the queue carries that `Arc`. A
+//! fire-and-forget task (`ExecuteJob`) is one `Box`: nothing else ever points at it, so the
+//! worker that takes it touches no reference count.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,6 +21,42 @@ pub(crate) enum Abandon<'a> {
 }
 
 /// One item on the work queue.
+pub(crate) enum Work {
+    /// A task whose future shares its allocation.
+    Shared(Arc<dyn Job>),
+    /// A fire-and-forget task, owned by the queue alone.
+    Owned(Box<dyn OwnedJob>),
+}
+
+impl Work {
+    /// Runs the item (or skips it if its future was cancelled); true if it ran.
+    pub(crate) fn run(self, worker: &WorkerCtx<'_>) -> bool {
+        match self {
+            Work::Shared(job) => job.run(worker),
+            Work::Owned(job) => job.run(worker),
+        }
+    }
+
+    /// Resolves the item without running it.
+    pub(crate) fn abandon(self, pool: &PoolInner, why: Abandon<'_>) {
+        match self {
+            Work::Shared(job) => job.abandon(pool, why),
+            Work::Owned(job) => job.abandon(pool, why),
+        }
+    }
+}
+
+/// A fire-and-forget item: like [`Job`], but owned, so it need not be `Sync`.
+pub(crate) trait OwnedJob: Send {
+    /// Runs the item; true (it always runs).
+    fn run(self: Box<Self>, worker: &WorkerCtx<'_>) -> bool;
+    /// Drops the item without running it.
+    fn abandon(self: Box<Self>, pool: &PoolInner, why: Abandon<'_>);
+    /// The item as `Any`, so a refused submission can hand the closure back.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+/// A task with a future, on the work queue.
 pub(crate) trait Job: Send + Sync {
     /// Runs the item (or skips it if its future was cancelled); true if it ran.
     fn run(self: Arc<Self>, worker: &WorkerCtx<'_>) -> bool;
@@ -235,10 +273,10 @@ where
     }
 }
 
-/// A fire-and-forget task ([`Executor::execute`](crate::Executor::execute)): no future at all.
-/// Its `Arc` is never shared, so the closure comes out without taking the lock.
+/// A fire-and-forget task ([`Executor::execute`](crate::Executor::execute)): no future at all,
+/// boxed (not shared), so the worker takes the closure out without a lock or a reference count.
 pub(crate) struct ExecuteJob<F> {
-    pub(crate) f: Mutex<F>,
+    pub(crate) f: F,
     pub(crate) id: u64,
     pub(crate) parent: Parent,
     /// Enqueue time (ns since the pool's epoch), taken only when the pool times its tasks
@@ -248,38 +286,17 @@ pub(crate) struct ExecuteJob<F> {
     pub(crate) queued_ns: u64,
 }
 
-impl<F> ExecuteJob<F> {
-    /// The job, out of its (never shared) `Arc`.
-    fn unwrap(self: Arc<Self>) -> ExecuteJob<F> {
-        match Arc::into_inner(self) {
-            Some(job) => job,
-            None => unreachable!("an execute job is never shared"),
-        }
-    }
-
-    /// The closure, out of the (never shared) job.
-    pub(crate) fn into_closure(self: Arc<Self>) -> F {
-        self.unwrap()
-            .f
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl<F> Job for ExecuteJob<F>
+impl<F> OwnedJob for ExecuteJob<F>
 where
     F: FnOnce() + Send + 'static,
 {
-    fn run(self: Arc<Self>, worker: &WorkerCtx<'_>) -> bool {
+    fn run(self: Box<Self>, worker: &WorkerCtx<'_>) -> bool {
         let ExecuteJob {
             f,
             id,
             parent,
             queued_ns,
-        } = self.unwrap();
-        let f = f
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        } = *self;
         let started_ns = worker.start_ns();
         let waited = match (started_ns, (queued_ns != NOT_TIMED).then_some(queued_ns)) {
             (Some(started), Some(queued)) => Duration::from_nanos(started.saturating_sub(queued)),
@@ -307,7 +324,7 @@ where
         true
     }
 
-    fn abandon(self: Arc<Self>, pool: &PoolInner, why: Abandon<'_>) {
+    fn abandon(self: Box<Self>, pool: &PoolInner, why: Abandon<'_>) {
         pool.metrics.inc_cancelled();
         let reason = match why {
             Abandon::Shutdown => CancelReason::Shutdown,
@@ -316,7 +333,7 @@ where
         emit_cancelled(pool, self.id, None, reason);
     }
 
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
         self
     }
 }
@@ -328,13 +345,19 @@ mod tests {
     /// Every queued `submit` carries one of these; glibc serves chunks of up to 128 bytes
     /// (120 bytes of payload) from its fast bins, so keep the task (with the `Arc`'s two
     /// counts) under that for a small closure.
-    /// A fire-and-forget job with a three-word closure stays within an 80-byte chunk
-    /// (72 bytes with the `Arc`'s counts, plus malloc's 8-byte header).
+    /// A fire-and-forget job with a three-word closure stays within a 64-byte chunk
+    /// (48 bytes, plus malloc's 8-byte header).
     #[test]
-    fn a_small_execute_job_fits_an_80_byte_chunk() {
+    fn a_small_execute_job_fits_a_64_byte_chunk() {
         type Closure = ([u64; 3], ());
-        let size = std::mem::size_of::<ExecuteJob<Closure>>() + 16;
-        assert!(size <= 72, "{size} bytes");
+        let size = std::mem::size_of::<ExecuteJob<Closure>>();
+        assert!(size <= 56, "{size} bytes");
+    }
+
+    /// The queue stores items inline: a shared task or a boxed one, three words either way.
+    #[test]
+    fn a_queue_item_is_three_words() {
+        assert_eq!(std::mem::size_of::<Work>(), 24);
     }
 
     #[test]

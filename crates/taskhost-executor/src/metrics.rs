@@ -9,11 +9,11 @@ use crate::sync::{Ordering::Relaxed, Striped};
 #[repr(align(128))]
 pub(crate) struct Padded<T>(pub(crate) T);
 
-/// Counters written by submitting threads (one set per stripe, summed on read).
+/// Counters written by submitting threads (one set per stripe, summed on read). Submits that
+/// started are counted by the executor's own stripes (its shutdown protocol needs them);
+/// `submitted` is those less the refusals.
 #[derive(Default)]
 pub(crate) struct SubmitSide {
-    /// Tasks accepted (including caller-runs).
-    pub(crate) submitted: AtomicU64,
     /// Submissions refused.
     pub(crate) rejected: AtomicU64,
 }
@@ -114,9 +114,6 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn inc_submitted(&self) {
-        self.submit.mine().submitted.fetch_add(1, Relaxed);
-    }
     pub(crate) fn inc_rejected(&self) {
         self.submit.mine().rejected.fetch_add(1, Relaxed);
     }
@@ -139,11 +136,20 @@ impl Metrics {
 
     /// Reads every counter. The values are read one by one, so while the pool is busy they may
     /// disagree slightly with each other; once the pool is quiet they add up.
-    /// `workers` holds the counters of every worker, alive or retired.
-    pub(crate) fn snapshot(&self, workers_alive: usize, workers: WorkerTotals) -> MetricsSnapshot {
+    /// `entered` counts every submit that started (accepted or refused); `workers` holds the
+    /// counters of every worker, alive or retired.
+    pub(crate) fn snapshot(
+        &self,
+        entered: impl FnOnce() -> u64,
+        workers_alive: usize,
+        workers: WorkerTotals,
+    ) -> MetricsSnapshot {
         let mut totals = workers;
         self.worker.0.add_to(&mut totals);
-        let submitted = self.submit.iter().map(|s| s.submitted.load(Relaxed)).sum();
+        // Refusals are read before the submits that started: a submit refused between the two
+        // reads counts as submitted for now (as one still in flight does), never the reverse.
+        let rejected: u64 = self.submit.iter().map(|s| s.rejected.load(Relaxed)).sum();
+        let submitted = entered().saturating_sub(rejected);
         let WorkerTotals {
             dequeued,
             started,
@@ -163,7 +169,7 @@ impl Metrics {
             completed,
             failed,
             cancelled: self.rare.0.cancelled.load(Relaxed),
-            rejected: self.submit.iter().map(|s| s.rejected.load(Relaxed)).sum(),
+            rejected,
         }
     }
 }
@@ -218,9 +224,7 @@ mod tests {
     #[test]
     fn snapshot_derives_queued_and_running() {
         let m = Metrics::default();
-        for _ in 0..5 {
-            m.inc_submitted();
-        }
+        m.inc_rejected();
         let w = &m.worker.0;
         w.inc_dequeued();
         w.inc_dequeued();
@@ -233,10 +237,10 @@ mod tests {
             completed: 1,
             ..WorkerTotals::default()
         };
-        let s = m.snapshot(2, retired);
+        let s = m.snapshot(|| 6, 2, retired);
         assert_eq!(
-            (s.submitted, s.queued, s.running, s.completed),
-            (5, 3, 1, 1)
+            (s.submitted, s.queued, s.running, s.completed, s.rejected),
+            (5, 3, 1, 1, 1)
         );
         assert_eq!(
             (s.workers_alive, s.workers_peak, s.workers_spawned),

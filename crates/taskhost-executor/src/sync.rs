@@ -31,8 +31,8 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 /// Loom's atomics with `SeqCst` made whole. Loom treats a `SeqCst` access as `AcqRel` (only
 /// `fence(SeqCst)` gets the full semantics), which reports false alarms for the protocol's
-/// store-then-load-elsewhere pairs (a submit's `inflight` increment and `shutdown` check against
-/// shutdown's store and `inflight` check). So every `SeqCst` access here is bracketed by
+/// store-then-load-elsewhere pairs (a submit's `entered` increment and `shutdown` check against
+/// shutdown's store and in-flight check). So every `SeqCst` access here is bracketed by
 /// `fence(SeqCst)`, which gives the single total order the real code relies on; weaker
 /// orderings pass straight through. (The price: a deliberately removed protocol fence between two
 /// `SeqCst` accesses cannot be caught by the model.)
@@ -241,9 +241,9 @@ struct Stripe<T>(T);
 
 /// A value kept once per stripe, so that submitting threads (each always on its own stripe,
 /// chosen round-robin on first use) rarely write the same cache line. Readers combine every
-/// stripe ([`Striped::iter`]). Used for the in-flight submit count (which shutdown sums with
-/// SeqCst loads: a stripe read as zero has no submit between its check and its push, and the
-/// sum is only ever compared with zero) and the submit-side metrics.
+/// stripe ([`Striped::iter`]). Used for the submits that entered and left (shutdown reads every
+/// stripe with SeqCst loads: a stripe whose two counts agree has no submit between its check
+/// and its push) and the submit-side metrics.
 pub(crate) struct Striped<T> {
     stripes: [Stripe<T>; STRIPES],
 }
