@@ -389,11 +389,14 @@ impl Shared {
         };
         match self.executors[pool].submit_with(options, closure) {
             Ok(future) => {
-                if let Some(entry) = self.running(seq).get_mut(&seq) {
-                    entry.future = Some(future.clone());
-                }
                 let shared = Arc::clone(self);
                 future.add_done_callback(move |future| shared.completed(seq, future));
+                // The handle itself goes into the table (no clone to make and drop: each is a
+                // locked write to a line the worker running the task is using). If the
+                // callback has already run, the entry is gone and the handle is dropped here.
+                if let Some(entry) = self.running(seq).get_mut(&seq) {
+                    entry.future = Some(future);
+                }
             }
             Err(error) => {
                 let Some(running) = self.running(seq).remove(&seq) else {
