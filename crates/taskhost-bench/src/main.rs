@@ -146,7 +146,7 @@ fn workspace_root() -> PathBuf {
         .map_or(manifest.clone(), PathBuf::from)
 }
 
-/// The hidden child processes of scenarios 4 (global pools), 6, 7 and 8; each prints one JSON
+/// The hidden child processes of scenarios 1 (the kept-heap note), 4 (global pools), 6, 7 and 8; each prints one JSON
 /// value on stdout.
 fn child(arguments: &[String]) -> Result<()> {
     let argument = |index: usize| {
@@ -172,6 +172,16 @@ fn child(arguments: &[String]) -> Result<()> {
         "cold-start" => {
             let contender = Contender::from_key(argument(1)?)?;
             serde_json::to_string(&scenarios::first_task_ns(contender)?)?
+        }
+        "throughput" => {
+            let contender = Contender::from_key(argument(1)?)?;
+            let tasks = argument(2)?
+                .parse()
+                .context("__child throughput: task count")?;
+            let reps = argument(3)?
+                .parse()
+                .context("__child throughput: repetitions")?;
+            serde_json::to_string(&scenarios::throughput(contender, tasks, reps)?)?
         }
         "json-floor" => {
             external::json_floor_child(Path::new(argument(1)?), Path::new(argument(2)?))?;

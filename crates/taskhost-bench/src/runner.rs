@@ -166,7 +166,91 @@ fn throughput(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
          blocking, Python) keep one handle per task and wait on each."
             .to_owned(),
     );
+    if let Some(note) = kept_heap_note(plan, contenders) {
+        report.notes.push(note);
+    }
     report
+}
+
+/// glibc's `M_TOP_PAD` for [`kept_heap_note`]'s children: keep up to 512 MiB of freed heap at
+/// its top instead of giving it back to the kernel.
+const KEPT_HEAP_TOP_PAD: &str = "536870912";
+
+/// Scenario 1 again for the floor and the contenders that return a handle per task, each in a
+/// child process whose glibc keeps freed heap (`MALLOC_TOP_PAD_`). A million live handles grow
+/// the heap by their size; once they are dropped glibc trims it, and the next batch faults it
+/// in again (page faults, zeroed pages, and TLB shootdowns that interrupt the workers). The
+/// floor frees each task as it runs and never grows the heap. This note shows how much of the
+/// handle-returning contenders' gap above is that cycle; it is not a target figure.
+fn kept_heap_note(plan: &Plan, contenders: &[Contender]) -> Option<String> {
+    let measured: Vec<Contender> = [
+        Contender::Floor,
+        Contender::ExecutorSubmit,
+        Contender::Tokio,
+        Contender::Blocking,
+    ]
+    .into_iter()
+    .filter(|contender| contenders.contains(contender))
+    .collect();
+    if measured.len() < 2 {
+        return None;
+    }
+    eprintln!("  the same with glibc keeping freed heap (child processes)");
+    let rounds = if plan.quick { 2 } else { 3 };
+    let reps = plan.throughput_reps.div_ceil(rounds).max(2);
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); measured.len()];
+    for _ in 0..rounds {
+        for (contender, samples) in measured.iter().zip(&mut samples) {
+            let arguments = [
+                "throughput".to_owned(),
+                contender.key().to_owned(),
+                plan.throughput_tasks.to_string(),
+                // One more: the first batch of a fresh process grows the heap, and is dropped.
+                (reps + 1).to_string(),
+            ];
+            let round = spawn_child_with_env(&arguments, &[("MALLOC_TOP_PAD_", KEPT_HEAP_TOP_PAD)])
+                .and_then(child_output::<Vec<f64>>);
+            match round {
+                Ok(round) => samples.extend(round.into_iter().skip(1)),
+                Err(error) => {
+                    eprintln!(
+                        "  kept-heap child for {} failed: {error:#}",
+                        contender.name()
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+    let medians: Vec<f64> = samples
+        .iter()
+        .map(|samples| Summary::of(samples).map_or(f64::NAN, |summary| summary.median))
+        .collect();
+    let floor = medians[0];
+    let others: Vec<String> = measured
+        .iter()
+        .zip(&medians)
+        .skip(1)
+        .map(|(contender, median)| {
+            format!(
+                "{} {} ns ({:.2}×)",
+                contender.name(),
+                figure(*median),
+                median / floor
+            )
+        })
+        .collect();
+    Some(format!(
+        "The same scenario in child processes whose glibc keeps up to 512 MiB of freed heap \
+         (`MALLOC_TOP_PAD_={KEPT_HEAP_TOP_PAD}`; {rounds} rounds of {reps} repetitions, after one \
+         that grows the heap): floor {} \
+         ns, {}. A batch's live handles grow the heap by their size, glibc gives it back once \
+         they are dropped, and the next batch faults it in again; the floor never holds its \
+         tasks. Not a target figure: it shows how much of the handle-returning contenders' gap \
+         is that cycle.",
+        figure(floor),
+        others.join(", ")
+    ))
 }
 
 fn round_trip(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
@@ -289,10 +373,16 @@ fn cold_start(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
 
 /// Starts this very binary with the hidden `__child` command.
 fn spawn_child(arguments: &[String]) -> Result<Child> {
+    spawn_child_with_env(arguments, &[])
+}
+
+/// [`spawn_child`] with extra environment variables.
+fn spawn_child_with_env(arguments: &[String], vars: &[(&str, &str)]) -> Result<Child> {
     let this_binary = env::current_exe().context("finding this benchmark's own binary")?;
     Command::new(this_binary)
         .arg("__child")
         .args(arguments)
+        .envs(vars.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
