@@ -28,7 +28,9 @@ use tracing::{Level, Span};
 use crate::context::{TaskContext, TaskOptions};
 use crate::error::{BuildError, CancelReason, ResultError, SubmitError};
 use crate::future::{HasShared, Shared, TaskFuture};
-use crate::job::{Abandon, ExecuteJob, FutureJob, MapCall, Plain, TaskFn, WithContext, Work};
+use crate::job::{
+    Abandon, ExecuteJob, FutureJob, MapCall, Plain, TaskFn, Traced, WithContext, Work,
+};
 use crate::metrics::{Metrics, MetricsSnapshot, Padded, WorkerSide, WorkerTotals};
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{
@@ -53,7 +55,7 @@ static NEXT_TASK_ID: counter::AtomicU64 = counter::AtomicU64::new(1);
 /// bump one shared counter.
 const ID_BLOCK: u64 = 1024;
 
-fn next_task_id() -> u64 {
+pub(crate) fn next_task_id() -> u64 {
     thread_local! {
         /// The next id of this thread's block, and the end of the block.
         static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
@@ -1357,17 +1359,20 @@ impl Executor {
         F: FnOnce() + Send + 'static,
     {
         let id = next_task_id();
-        let queued_ns = if self.inner.wants_clock() {
-            self.inner.now_ns()
-        } else {
-            NOT_TIMED
-        };
-        let job = Box::new(ExecuteJob {
-            f,
-            id,
-            parent: current_parent(),
-            queued_ns,
+        let parent = current_parent();
+        let timed = self.inner.wants_clock();
+        let traced = (timed || parent.is_some()).then(|| {
+            Box::new(Traced {
+                id,
+                parent,
+                queued_ns: if timed {
+                    self.inner.now_ns()
+                } else {
+                    NOT_TIMED
+                },
+            })
         });
+        let job = Box::new(ExecuteJob { f, traced });
         match self.inner.enqueue(Work::Owned(job), id, None) {
             Ok(None) => Ok(()),
             Ok(Some(job)) => {

@@ -309,6 +309,35 @@ fn p17_shutdown_timeout_reports_running_tasks() {
     assert_eq!(pool.metrics().workers_alive, 0);
 }
 
+/// Untraced `execute` tasks carry no id of their own (it would put them in a bigger malloc
+/// class); the worker that starts one numbers it. The running report still tells them apart.
+#[test]
+fn p17_untraced_execute_tasks_are_numbered_when_they_start() {
+    let pool = Executor::builder().max_workers(2).build().unwrap();
+    let gate = Gate::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let (g, started) = (gate.clone(), Arc::clone(&started));
+        pool.execute(move || {
+            started.fetch_add(1, Ordering::SeqCst);
+            g.wait();
+        })
+        .unwrap();
+    }
+    eventually("both running", || started.load(Ordering::SeqCst) == 2);
+    let report = pool.shutdown_timeout(Duration::from_millis(10), false);
+    let mut ids: Vec<u64> = report.still_running.iter().map(|task| task.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "{:?}", report.still_running);
+    assert!(ids.iter().all(|&id| id != 0));
+    gate.open();
+    assert!(
+        pool.shutdown_timeout(Duration::from_secs(10), false)
+            .all_stopped
+    );
+}
+
 #[test]
 fn p18_metrics_and_per_task_timings() {
     crate::util::quiet_panics();
