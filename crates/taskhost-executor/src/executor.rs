@@ -1312,8 +1312,8 @@ impl Executor {
         let id = next_task_id();
         let queued_ns = self.inner.wants_clock().then(|| self.inner.now_ns());
         let cell = Arc::new(FutureJob {
-            shared: Shared::new(id, name, queued_ns),
-            task: Mutex::new(Some((task, current_parent()))),
+            shared: Shared::new(id, name, current_parent(), queued_ns),
+            task: Mutex::new(Some(task)),
         });
         let future = TaskFuture {
             cell: Arc::clone(&cell) as Arc<dyn HasShared<T>>,
@@ -1332,7 +1332,7 @@ impl Executor {
                     .into_any()
                     .downcast::<FutureJob<C, T>>()
                     .unwrap_or_else(|_| unreachable!("the job is the one just built"));
-                let Some((task, _parent)) = lock(&job.task).take() else {
+                let Some(task) = lock(&job.task).take() else {
                     unreachable!("a refused job still has its closure");
                 };
                 Err(match refusal {
@@ -1551,16 +1551,17 @@ impl Executor {
     }
 }
 
-/// The submitter's span, boxed, carried by a queued task to be its `task` span's parent.
-/// `None` (no allocation, 8 bytes in the task) when no subscriber could record a task span or
-/// the submitter is in no span: both make the task span a root.
-pub(crate) type Parent = Option<Box<Span>>;
+/// The submitter's span, carried by a queued task (in the future's `extras` box, or an execute
+/// job's `Traced` box) to be its `task` span's parent. `None` when no subscriber could record a
+/// task span or the submitter is in no span: both make the task span a root, and the task then
+/// needs no box for it.
+pub(crate) type Parent = Option<Span>;
 
 /// The submitter's span, if tracing could record a task span at all.
 fn current_parent() -> Parent {
     if tracing::level_enabled!(Level::INFO) {
         let span = Span::current();
-        (!span.is_none()).then(|| Box::new(span))
+        (!span.is_none()).then_some(span)
     } else {
         None
     }

@@ -160,19 +160,21 @@
 //! [`Executor::execute`] (fire and forget) makes one allocation per task: the closure and one
 //! word (24 bytes for a two-word closure; the id and span go in a second box only while tracing
 //! records them). [`Executor::submit`] makes one too,
-//! holding the closure *and* the future's state, 120 bytes for a one-word closure, freed when
-//! the last [`TaskFuture`] handle is dropped. Neither takes a lock on the way in: two atomic
+//! holding the closure *and* the future's state, 120 bytes for a one-word closure (within
+//! glibc's fast bins), freed when the last [`TaskFuture`] handle is dropped. Neither takes a lock on the way in: two atomic
 //! increments on the submitting thread's own cache line, a push on the queue, and for a
 //! future one reference count.
 //!
-//! So a program that keeps a million futures holds about 150 MB until it drops them. With glibc's
-//! allocator that has a cost of its own when it happens in a loop: once the handles are dropped,
-//! glibc gives the freed heap back to the kernel, and the next batch faults it in again page by
-//! page. In the benchmark (`cargo xtask bench`, scenario 1) that cycle is about half the time of
-//! a million-task batch; with the heap kept (`MALLOC_TOP_PAD_=536870912`, or `mallopt`'s
-//! `M_TOP_PAD`/`M_TRIM_THRESHOLD`), a submit with a future costs about what a bare channel
-//! push does. Batch-heavy programs can keep the heap, use another allocator (the `taskhost`
-//! binary uses mimalloc), or hold fewer handles at once ([`Executor::map`], [`as_completed`]).
+//! So a program that keeps a million futures holds about 120 MB until it drops them, and how
+//! glibc's allocator treats that depends on the size class. A task of up to 120 bytes (a
+//! closure that captures one word, a one-word result) comes from glibc's fast bins, which keep
+//! freed chunks for the next batch. Bigger tasks fall into classes that glibc coalesces on free
+//! and gives back to the kernel, and the next batch faults that memory in again page by page:
+//! in the benchmark (`cargo xtask bench`, scenario 1), one more word per task doubled the time
+//! of a million-task batch. Programs that submit big batches of bigger tasks in a loop can keep
+//! the heap (`MALLOC_TOP_PAD_=536870912`, or `mallopt`'s `M_TOP_PAD`/`M_TRIM_THRESHOLD`), use
+//! another allocator (the `taskhost` binary uses mimalloc), or hold fewer handles at once
+//! ([`Executor::map`], [`as_completed`]).
 //!
 //! # Async
 //!
