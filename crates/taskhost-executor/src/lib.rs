@@ -165,15 +165,17 @@
 //! increments on the submitting thread's own cache line, a push on the queue, and for a
 //! future one reference count.
 //!
-//! So a program that keeps a million futures holds about 120 MB until it drops them, and how
-//! glibc's allocator treats that depends on the size class. A task of up to 120 bytes (a
-//! closure that captures one word, a one-word result) comes from glibc's fast bins, which keep
-//! freed chunks for the next batch. Bigger tasks fall into classes that glibc coalesces on free
-//! and gives back to the kernel, and the next batch faults that memory in again page by page:
-//! in the benchmark (`cargo xtask bench`, scenario 1), one more word per task doubled the time
-//! of a million-task batch. Programs that submit big batches of bigger tasks in a loop can keep
-//! the heap (`MALLOC_TOP_PAD_=536870912`, or `mallopt`'s `M_TOP_PAD`/`M_TRIM_THRESHOLD`), use
-//! another allocator (the `taskhost` binary uses mimalloc), or hold fewer handles at once
+//! So a program that keeps a million futures holds about 120 MB until it drops them, and with
+//! glibc's allocator big batches in a loop can cost more than the tasks do: once the handles are
+//! dropped, glibc may merge the freed chunks and give the top of the heap back to the kernel,
+//! and the next batch then faults it in again page by page. Whether it does depends on the
+//! heap's history and on the task's size class. Tasks of up to 120 bytes (a closure that
+//! captures one word, a one-word result) come from glibc's fast bins, which it merges less
+//! often: in the benchmark's sequence of pools (`cargo xtask bench`, scenario 1), one word more
+//! per task doubled the time of a million-task batch. One pool running back-to-back
+//! million-task batches meets the cycle at either size. Such programs can keep the heap
+//! (`MALLOC_TOP_PAD_=536870912`, or `mallopt`'s `M_TOP_PAD`/`M_TRIM_THRESHOLD`), use another
+//! allocator (the `taskhost` binary uses mimalloc), or hold fewer handles at once
 //! ([`Executor::map`], [`as_completed`]).
 //!
 //! # Async
