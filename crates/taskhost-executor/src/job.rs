@@ -282,7 +282,7 @@ where
 /// boxed (not shared), so the worker takes the closure out without a lock or a reference count.
 /// Untraced, it is the closure and one word: a closure of two words fits glibc's 32-byte chunk,
 /// as the floor's boxed closure does (with the id, parent span and enqueue time inline it took a
-/// 48-byte chunk, and glibc spent some 200 instructions more per task consolidating its bins).
+/// 48-byte chunk, and glibc spent some 150 instructions more per task consolidating its bins).
 pub(crate) struct ExecuteJob<F> {
     pub(crate) f: F,
     /// What only tracing needs; `None` when no span was current and DEBUG events are off. The
