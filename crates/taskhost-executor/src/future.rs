@@ -33,9 +33,43 @@ const HAS_WAITERS: u8 = 0x80;
 /// on every notify, sleeper or not, and a future with a done callback but no blocked reader is
 /// the host's every item).
 const HAS_SLEEPERS: u8 = 0x40;
+/// The timings word of a task that is not timed.
 const UNSET: u64 = u64::MAX;
-/// High bit of `queue_wait_ns`: the task has not started; the rest is its enqueue time.
+/// High bit of the timings word: the task has not started; the rest is its enqueue time.
 const QUEUED: u64 = 1 << 63;
+/// The timings word's low half while the task runs.
+const RUN_PENDING: u64 = 0xFFFF_FFFF;
+/// The timings word's high half when the run was timed but the queue wait was not.
+const WAIT_UNKNOWN: u64 = 0x7FFF_FFFF;
+/// Bits of the queue wait (the high half less [`QUEUED`]'s bit) and of the run time.
+const WAIT_BITS: u32 = 31;
+const RUN_BITS: u32 = 32;
+/// Nanoseconds per unit of a packed duration: ns, µs, ms, s.
+const UNIT_NS: [u64; 4] = [1, 1_000, 1_000_000, 1_000_000_000];
+
+/// `ns` in `bits` bits: two bits of unit and a count in the finest unit that fits (rounded
+/// down), so short durations keep every nanosecond and long ones lose under two millionths,
+/// with no cap short of decades. The all-ones code is never produced ([`RUN_PENDING`],
+/// [`WAIT_UNKNOWN`]).
+fn pack_duration(ns: u64, bits: u32) -> u64 {
+    let count_bits = bits - 2;
+    let limit = (1u64 << count_bits) - 1;
+    for (unit, scale) in (0u64..).zip(UNIT_NS) {
+        let count = ns / scale;
+        if count < limit {
+            return (unit << count_bits) | count;
+        }
+    }
+    (3 << count_bits) | (limit - 1)
+}
+
+/// The inverse of [`pack_duration`].
+fn unpack_duration(code: u64, bits: u32) -> Duration {
+    let count_bits = bits - 2;
+    let unit = usize::try_from((code >> count_bits) & 3).unwrap_or(3);
+    let count = code & ((1u64 << count_bits) - 1);
+    Duration::from_nanos(count.saturating_mul(UNIT_NS[unit]))
+}
 
 fn is_done(state: u8) -> bool {
     state & STATE_MASK >= FINISHED
@@ -75,7 +109,9 @@ pub enum FutureState {
 
 /// How long a task waited in the queue and how long it ran, from [`TaskFuture::timings`]:
 /// recorded only by a pool built with
-/// [`task_timings(true)`](crate::ExecutorBuilder::task_timings).
+/// [`task_timings(true)`](crate::ExecutorBuilder::task_timings). Exact to the nanosecond up to
+/// about half a second, then to the microsecond, millisecond or second (under two millionths off),
+/// never rounded up.
 ///
 /// ```
 /// use taskhost_executor::Executor;
@@ -143,19 +179,22 @@ fn waiters_mut<T>(slot: &mut WaiterSlot<T>) -> &mut Waiters<T> {
 pub(crate) struct Shared<T> {
     pub(crate) id: u64,
     /// The name and the submitter's span, boxed together (8 bytes for both, no allocation when
-    /// the task has neither): a task with a one-word closure then stays within glibc's fast
-    /// bins (chunks of up to 128 bytes). Eight bytes more put it in the 144-byte class, which
-    /// glibc coalesces on free and trims from the heap: a million-task batch in the benchmark
-    /// then ran at twice the floor's time per task instead of about 1.1×.
+    /// the task has neither): with the one-word timings below, a task with a closure of up to
+    /// two words stays within glibc's fast bins (chunks of up to 128 bytes). Eight bytes more
+    /// put it in the 144-byte class, which glibc coalesces on free and trims from the heap: a
+    /// million-task batch in the benchmark then ran at twice the floor's time per task instead
+    /// of about 1.1×.
     extras: Option<Box<Extras>>,
     state: AtomicU8,
     stop_requested: AtomicBool,
     stop_observed: AtomicBool,
     outcome: OnceLock<Outcome<T>>,
-    /// While the task is queued: `QUEUED | enqueue time` (ns since the pool's epoch); then the
-    /// queue wait in ns.
-    queue_wait_ns: AtomicU64,
-    run_ns: AtomicU64,
+    /// [`UNSET`] if the task is not timed. While it is queued: `QUEUED | enqueue time` (ns since
+    /// the pool's epoch). Once it has started: the queue wait in the high half and the run time
+    /// in the low half ([`RUN_PENDING`] until it has run), each packed by [`pack_duration`].
+    /// One word, not two: eight bytes less keep a task with a two-word closure within glibc's
+    /// fast bins.
+    timings: AtomicU64,
     waiters: Mutex<WaiterSlot<T>>,
     condvar: Condvar,
 }
@@ -204,8 +243,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
             stop_requested: AtomicBool::new(false),
             stop_observed: AtomicBool::new(false),
             outcome: OnceLock::new(),
-            queue_wait_ns: AtomicU64::new(queued_ns.map_or(UNSET, |ns| QUEUED | (ns & !QUEUED))),
-            run_ns: AtomicU64::new(UNSET),
+            timings: AtomicU64::new(queued_ns.map_or(UNSET, |ns| QUEUED | (ns & !QUEUED))),
             waiters: Mutex::new(None),
             condvar: Condvar::new(),
         }
@@ -231,8 +269,8 @@ impl<T: Send + Sync + 'static> Shared<T> {
     /// When the task was queued (ns since the pool's epoch), if it is timed; only meaningful
     /// before [`record_queue_wait`](Self::record_queue_wait), i.e. to the thread that starts it.
     pub(crate) fn queued_ns(&self) -> Option<u64> {
-        let raw = self.queue_wait_ns.load(Ordering::Relaxed);
-        (raw != UNSET).then_some(raw & !QUEUED)
+        let raw = self.timings.load(Ordering::Relaxed);
+        (raw != UNSET && raw & QUEUED != 0).then_some(raw & !QUEUED)
     }
 
     fn load(&self) -> u8 {
@@ -264,13 +302,35 @@ impl<T: Send + Sync + 'static> Shared<T> {
         self.transition(PENDING, RUNNING).is_ok()
     }
 
+    /// Records the queue wait (by the worker that started the task, the word's only writer).
     pub(crate) fn record_queue_wait(&self, waited_ns: u64) {
-        self.queue_wait_ns
-            .store(waited_ns.min(QUEUED - 1), Ordering::Relaxed);
+        let word = (pack_duration(waited_ns, WAIT_BITS) << 32) | RUN_PENDING;
+        self.timings.store(word, Ordering::Relaxed);
     }
 
+    /// Records the run time (by the worker that ran the task), keeping the queue wait.
     pub(crate) fn record_run_time(&self, ran_ns: u64) {
-        self.run_ns.store(ran_ns.min(QUEUED - 1), Ordering::Relaxed);
+        let raw = self.timings.load(Ordering::Relaxed);
+        let wait = if raw & QUEUED != 0 {
+            WAIT_UNKNOWN
+        } else {
+            raw >> 32
+        };
+        let word = (wait << 32) | pack_duration(ran_ns, RUN_BITS);
+        self.timings.store(word, Ordering::Relaxed);
+    }
+
+    /// The queue wait and run time recorded so far.
+    fn timings(&self) -> TaskTimings {
+        let raw = self.timings.load(Ordering::Relaxed);
+        if raw & QUEUED != 0 {
+            return TaskTimings::default();
+        }
+        let (wait, run) = (raw >> 32, raw & 0xFFFF_FFFF);
+        TaskTimings {
+            queue_wait: (wait != WAIT_UNKNOWN).then(|| unpack_duration(wait, WAIT_BITS)),
+            run_time: (run != RUN_PENDING).then(|| unpack_duration(run, RUN_BITS)),
+        }
     }
 
     pub(crate) fn stop_was_observed(&self) -> bool {
@@ -429,10 +489,6 @@ impl<T: Send + Sync + 'static> Shared<T> {
             }
         }
     }
-}
-
-fn ns_duration(ns: u64) -> Option<Duration> {
-    (ns & QUEUED == 0).then(|| Duration::from_nanos(ns))
 }
 
 /// The handle to one submitted task, like Python's `concurrent.futures.Future`.
@@ -756,10 +812,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert!(f.timings().run_time.unwrap() >= std::time::Duration::from_millis(5));
     /// ```
     pub fn timings(&self) -> TaskTimings {
-        TaskTimings {
-            queue_wait: ns_duration(self.sh().queue_wait_ns.load(Ordering::Relaxed)),
-            run_time: ns_duration(self.sh().run_ns.load(Ordering::Relaxed)),
-        }
+        self.sh().timings()
     }
 
     /// Registers a multi-future watcher; false if the future is already done.
@@ -832,10 +885,63 @@ mod tests {
         assert_eq!(states.len(), 4);
     }
 
+    /// Packed durations keep every nanosecond while they fit, lose under a thousandth beyond,
+    /// never round up, and never produce the all-ones markers.
     #[test]
-    fn durations_round_trip_and_unset_is_none() {
-        assert_eq!(ns_duration(UNSET), None);
-        assert_eq!(ns_duration(QUEUED | 42), None, "still queued");
-        assert_eq!(ns_duration(1_234_000), Some(Duration::from_micros(1234)));
+    fn packed_durations_round_trip() {
+        for bits in [WAIT_BITS, RUN_BITS] {
+            let marker = (1u64 << bits) - 1;
+            // The longest duration a field holds (17 years for the wait): beyond, it saturates.
+            let longest = ((1u64 << (bits - 2)) - 2) * UNIT_NS[3];
+            let mut ns = 0u64;
+            while ns < u64::MAX / 3 {
+                for probe in [ns, ns + 1, ns.saturating_mul(3) / 2] {
+                    let code = pack_duration(probe, bits);
+                    assert!(code < marker, "{probe} ns packs to the marker");
+                    let back = u64::try_from(unpack_duration(code, bits).as_nanos()).unwrap();
+                    assert!(back <= probe, "{probe} ns rounds up to {back}");
+                    if probe < 1 << (bits - 3) {
+                        assert_eq!(back, probe, "short durations are exact");
+                    } else if probe <= longest {
+                        assert!(probe - back <= probe / 1000, "{probe} ns came back {back}");
+                    } else {
+                        assert_eq!(back, longest, "{probe} ns saturates");
+                    }
+                }
+                ns = ns * 2 + 1;
+            }
+        }
+    }
+
+    /// The timings word: untimed and queued read as nothing, a started task has a wait and no
+    /// run time yet, a finished one both; a run timed without its wait keeps the wait unknown.
+    #[test]
+    fn the_timings_word_reads_back_what_was_recorded() {
+        let untimed = Shared::<u8>::new(1, None, None, None);
+        assert_eq!(untimed.timings(), TaskTimings::default());
+        let timed = Shared::<u8>::new(2, None, None, Some(5_000));
+        assert_eq!(timed.queued_ns(), Some(5_000));
+        assert_eq!(timed.timings(), TaskTimings::default(), "still queued");
+        timed.record_queue_wait(1_234);
+        assert_eq!(timed.queued_ns(), None);
+        assert_eq!(
+            timed.timings(),
+            TaskTimings {
+                queue_wait: Some(Duration::from_nanos(1_234)),
+                run_time: None
+            }
+        );
+        timed.record_run_time(3_000_000_007);
+        let t = timed.timings();
+        assert_eq!(t.queue_wait, Some(Duration::from_nanos(1_234)));
+        assert_eq!(t.run_time, Some(Duration::from_micros(3_000_000)));
+        untimed.record_run_time(42);
+        assert_eq!(
+            untimed.timings(),
+            TaskTimings {
+                queue_wait: None,
+                run_time: Some(Duration::from_nanos(42))
+            }
+        );
     }
 }

@@ -159,18 +159,18 @@
 //!
 //! [`Executor::execute`] (fire and forget) makes one allocation per task: the closure and one
 //! word (24 bytes for a two-word closure; the id and span go in a second box only while tracing
-//! records them). [`Executor::submit`] makes one too,
-//! holding the closure *and* the future's state, 120 bytes for a one-word closure (within
-//! glibc's fast bins), freed when the last [`TaskFuture`] handle is dropped. Neither takes a lock on the way in: two atomic
-//! increments on the submitting thread's own cache line, a push on the queue, and for a
-//! future one reference count.
+//! records them). [`Executor::submit`] makes one too, holding the closure *and* the future's
+//! state, 120 bytes for a two-word closure (within glibc's fast bins), freed when the last
+//! [`TaskFuture`] handle is dropped. Neither takes a lock on the way in: two atomic increments
+//! on the submitting thread's own cache line, a push on the queue, and for a future one
+//! reference count.
 //!
 //! So a program that keeps a million futures holds about 120 MB until it drops them, and with
 //! glibc's allocator big batches in a loop can cost more than the tasks do: once the handles are
 //! dropped, glibc may merge the freed chunks and give the top of the heap back to the kernel,
 //! and the next batch then faults it in again page by page. Whether it does depends on the
 //! heap's history and on the task's size class. Tasks of up to 120 bytes (a closure that
-//! captures one word, a one-word result) come from glibc's fast bins, which it merges less
+//! captures two words, a one-word result) come from glibc's fast bins, which it merges less
 //! often: in the benchmark's sequence of pools (`cargo xtask bench`, scenario 1), one word more
 //! per task doubled the time of a million-task batch. One pool running back-to-back
 //! million-task batches meets the cycle at either size. Such programs can keep the heap
