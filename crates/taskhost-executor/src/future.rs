@@ -182,8 +182,8 @@ pub(crate) struct Shared<T> {
     /// the task has neither): with the one-word timings below, a task with a closure of up to
     /// two words stays within glibc's fast bins (chunks of up to 128 bytes). Eight bytes more
     /// put it in the 144-byte class, which glibc coalesces on free and trims from the heap: a
-    /// million-task batch in the benchmark then ran at twice the floor's time per task instead
-    /// of about 1.1×.
+    /// million-task batch in the benchmark then ran at 2.2× the floor's time per task instead
+    /// of 1.07–1.33× (ARCHITECTURE.md says when the fast bins do not help).
     extras: Option<Box<Extras>>,
     state: AtomicU8,
     stop_requested: AtomicBool,
