@@ -499,6 +499,7 @@ impl WorkerCtx<'_> {
     /// In ns since the pool's epoch, like every per-task instant (plain integer arithmetic
     /// from here on, not `Instant`/`Duration` math).
     /// `None` when the task is not timed (no clock read at all).
+    #[inline]
     pub(crate) fn start_ns(&self) -> Option<u64> {
         let kept = self.clock.and_then(Cell::take);
         self.clocked
@@ -506,6 +507,7 @@ impl WorkerCtx<'_> {
     }
 
     /// Reads the clock at the end of a timed task, and keeps it for the next task's start.
+    #[inline]
     pub(crate) fn end_ns(&self) -> Option<u64> {
         if !self.clocked {
             return None;
@@ -525,6 +527,7 @@ impl WorkerCtx<'_> {
     }
 
     /// The counters this thread writes: its own if it is a worker, the pool's otherwise.
+    #[inline]
     pub(crate) fn counts(&self) -> &WorkerSide {
         match self.slot {
             Some(slot) => &slot.counts.0,
@@ -533,7 +536,10 @@ impl WorkerCtx<'_> {
     }
 
     /// Marks the task running and opens its span (`started_ns`: since the pool's epoch, if the
-    /// task is timed).
+    /// task is timed). `None` when no subscriber takes INFO: then no span can be recorded and no
+    /// DEBUG event emitted, and the task pays for neither building a disabled span nor entering
+    /// and dropping one (kept inline, that path is a handful of stores).
+    #[inline(always)]
     pub(crate) fn begin(
         &self,
         task_id: u64,
@@ -542,8 +548,7 @@ impl WorkerCtx<'_> {
         parent: Option<&Span>,
         started_ns: Option<u64>,
         waited: Duration,
-    ) -> Span {
-        let pool = self.pool;
+    ) -> Option<Span> {
         self.counts().inc_started();
         if let Some(slot) = self.slot {
             slot.task_id.store(task_id, Ordering::Relaxed);
@@ -555,10 +560,22 @@ impl WorkerCtx<'_> {
             }
         }
         if !tracing::level_enabled!(Level::INFO) {
-            // No span can be recorded and no DEBUG event can be emitted: skip building a
-            // disabled span and scoping a disabled event (a fifth of a task's own instructions).
-            return Span::none();
+            return None;
         }
+        Some(self.open_span(task_id, name, parent, waited))
+    }
+
+    /// The task's span, with its `task.started` event inside it.
+    #[cold]
+    #[inline(never)]
+    fn open_span(
+        &self,
+        task_id: u64,
+        name: Option<&str>,
+        parent: Option<&Span>,
+        waited: Duration,
+    ) -> Span {
+        let pool = self.pool;
         let span = tracing::info_span!(
             target: "taskhost_executor",
             parent: parent.and_then(Span::id),
@@ -584,6 +601,7 @@ impl WorkerCtx<'_> {
     }
 
     /// Marks the task no longer running.
+    #[inline]
     pub(crate) fn end(&self) {
         self.counts().inc_stopped();
         if let Some(slot) = self.slot {
@@ -591,7 +609,17 @@ impl WorkerCtx<'_> {
         }
     }
 
+    #[inline]
     pub(crate) fn emit_finished(&self, task_id: u64, task: Option<&str>, ran: Duration) {
+        // As in `emit_queued`: the level test inline, the event out of line.
+        if tracing::level_enabled!(Level::DEBUG) {
+            self.emit_finished_event(task_id, task, ran);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn emit_finished_event(&self, task_id: u64, task: Option<&str>, ran: Duration) {
         tracing::event!(
             name: "task.finished",
             target: "taskhost_executor",
@@ -621,6 +649,7 @@ impl WorkerCtx<'_> {
     /// Called just before a task's outcome becomes visible: if the queue is empty, this worker
     /// announces itself idle now, so that a submitter woken by the outcome can claim it instead
     /// of starting a thread (ten tasks awaited one after another run on one thread).
+    #[inline]
     pub(crate) fn before_publish(&self) {
         if let Some(token) = self.idle_token {
             if !self.last_task
@@ -683,6 +712,7 @@ enum Refusal {
 impl PoolInner {
     /// Whether a task is timed: the pool records timings, or the DEBUG events that carry
     /// `waited_us`/`ran_us` are enabled.
+    #[inline]
     pub(crate) fn wants_clock(&self) -> bool {
         self.task_timings || tracing::enabled!(target: "taskhost_executor", Level::DEBUG)
     }
@@ -709,15 +739,22 @@ impl PoolInner {
     /// idle timeout, no task limit), so no thread will ever start again: idle tokens no longer
     /// decide anything, and neither submitters nor workers touch them (the busy case costs a
     /// plain load of a line that is only written when a thread starts or exits).
+    #[inline]
     fn saturated(&self) -> bool {
         !self.workers_can_retire && self.alive.load(Ordering::Relaxed) >= self.max_workers
     }
 
     /// After a push: claim an idle worker, or start one if below the maximum.
+    #[inline]
     fn adjust_thread_count(self: &Arc<Self>) {
-        if self.saturated() {
-            return;
+        if !self.saturated() {
+            self.claim_or_spawn();
         }
+    }
+
+    /// [`adjust_thread_count`](Self::adjust_thread_count) of a pool that is not saturated.
+    #[inline(never)]
+    fn claim_or_spawn(self: &Arc<Self>) {
         if self.try_claim_idle() {
             return;
         }
@@ -929,7 +966,17 @@ impl PoolInner {
 
     /// `not_yet_pushed`: 1 if the item is not in the queue yet. The depth is only computed
     /// when the event is enabled (reading it touches the consumers' cache lines).
+    #[inline]
     fn emit_queued(&self, task_id: u64, task: Option<&str>, not_yet_pushed: usize) {
+        // The level test inline, the event out of line: a task nobody traces pays one load.
+        if tracing::level_enabled!(Level::DEBUG) {
+            self.emit_queued_event(task_id, task, not_yet_pushed);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn emit_queued_event(&self, task_id: u64, task: Option<&str>, not_yet_pushed: usize) {
         tracing::event!(
             name: "task.queued",
             target: "taskhost_executor",
@@ -1575,6 +1622,7 @@ impl Executor {
 pub(crate) type Parent = Option<Span>;
 
 /// The submitter's span, if tracing could record a task span at all.
+#[inline]
 fn current_parent() -> Parent {
     if tracing::level_enabled!(Level::INFO) {
         let span = Span::current();

@@ -390,10 +390,14 @@ impl<T: Send + Sync + 'static> Shared<T> {
 
     /// Wakes whoever registered, if anyone did (`previous` is the raw state before the change).
     /// `owner` builds a future handle for the callbacks.
+    #[inline]
     fn notify(&self, previous: u8, owner: &dyn Fn() -> TaskFuture<T>) -> bool {
-        if previous & HAS_WAITERS == 0 {
-            return false;
-        }
+        previous & HAS_WAITERS != 0 && self.notify_registered(previous, owner)
+    }
+
+    /// [`notify`](Self::notify) once something has registered.
+    #[inline(never)]
+    fn notify_registered(&self, previous: u8, owner: &dyn Fn() -> TaskFuture<T>) -> bool {
         let waiters = lock(&self.waiters).take();
         // Notify after unlocking, so a woken waiter does not block on the lock we hold. No
         // wake-up is lost: a sleeper sets `HAS_SLEEPERS` and starts waiting under the lock, so
@@ -452,10 +456,14 @@ impl<T: Send + Sync + 'static> Shared<T> {
         (guard, is_done(state))
     }
 
+    #[inline]
     fn wait_done(&self, timeout: Option<Duration>) -> bool {
-        if is_done(self.load()) {
-            return true;
-        }
+        is_done(self.load()) || self.wait_not_done(timeout)
+    }
+
+    /// [`wait_done`](Self::wait_done) for a task not yet done when first looked at.
+    #[inline(never)]
+    fn wait_not_done(&self, timeout: Option<Duration>) -> bool {
         if timeout != Some(Duration::ZERO) && self.spin_until_done() {
             return true;
         }
@@ -678,11 +686,12 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
     /// assert_eq!(boom.result(None), Err(ResultError::Panicked("boom".into())));
     /// ```
     pub fn result(&self, timeout: Option<Duration>) -> Result<&T, ResultError> {
-        if !self.sh().wait_done(timeout) {
+        let shared = self.sh();
+        if !shared.wait_done(timeout) {
             return Err(ResultError::Timeout);
         }
-        match self.sh().load() {
-            FINISHED | FAILED | CANCELLED_BROKEN => match self.sh().outcome.get() {
+        match shared.load() {
+            FINISHED | FAILED | CANCELLED_BROKEN => match shared.outcome.get() {
                 Some(Outcome::Value(value)) => Ok(value),
                 Some(Outcome::Panicked(message)) => Err(ResultError::Panicked(message.0.clone())),
                 Some(Outcome::Broken(message)) => Err(ResultError::BrokenPool(message.0.clone())),

@@ -14,6 +14,7 @@ use crate::executor::{
 };
 use crate::future::{HasShared, Message, Outcome, Shared, TaskFuture};
 use crate::sync::{lock, Arc, Mutex};
+use tracing::Span;
 
 /// Why a queued item is being dropped without running.
 #[derive(Clone, Copy)]
@@ -206,7 +207,7 @@ where
             waited,
         );
         drop(parent);
-        let _entered = span.enter();
+        let _entered = span.as_ref().map(Span::enter);
         let context = || TaskContext {
             task_id: shared.id,
             source: Arc::clone(&self) as Arc<dyn StopSource>,
@@ -315,7 +316,7 @@ where
             _ => Duration::ZERO,
         };
         let span = worker.begin(id, None, None, parent.as_ref(), started_ns, waited);
-        let _entered = span.enter();
+        let _entered = span.as_ref().map(Span::enter);
         let result = catch_unwind(AssertUnwindSafe(f));
         let ran = match (started_ns, worker.end_ns()) {
             (Some(started), Some(ended)) => Duration::from_nanos(ended.saturating_sub(started)),

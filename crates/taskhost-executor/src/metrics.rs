@@ -47,6 +47,7 @@ impl WorkerSide {
         }
     }
 
+    #[inline]
     fn add_one(&self, counter: &AtomicU64) {
         if self.sole_writer {
             counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
@@ -54,18 +55,23 @@ impl WorkerSide {
             counter.fetch_add(1, Relaxed);
         }
     }
+    #[inline]
     pub(crate) fn inc_dequeued(&self) {
         self.add_one(&self.dequeued);
     }
+    #[inline]
     pub(crate) fn inc_started(&self) {
         self.add_one(&self.started);
     }
+    #[inline]
     pub(crate) fn inc_stopped(&self) {
         self.add_one(&self.stopped);
     }
+    #[inline]
     pub(crate) fn inc_completed(&self) {
         self.add_one(&self.completed);
     }
+    #[inline]
     pub(crate) fn inc_failed(&self) {
         self.add_one(&self.failed);
     }
