@@ -116,11 +116,18 @@ pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
                         .map(|ratio| (format!("{ratio:.2}×"), ratio <= 2.0)),
                 ));
             }
-            "many-submitters" => checks.push(check(
-                3,
-                "executor submit with 4 submitters ≤ 1.5× the floor",
-                ratio(submit).map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.5)),
-            )),
+            "many-submitters" => {
+                checks.push(check(
+                    3,
+                    "executor submit with 4 submitters ≤ 1.5× the floor",
+                    ratio(submit).map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.5)),
+                ));
+                checks.push(check(
+                    3,
+                    "executor execute with 4 submitters ≤ 1.5× the floor (fire and forget)",
+                    ratio(execute).map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.5)),
+                ));
+            }
             "plugin-call" => {
                 let direct = floor_row(scenario)
                     .and_then(|row| row.summary)
@@ -294,6 +301,23 @@ mod tests {
             "{}",
             checks[0].measured
         );
+    }
+
+    #[test]
+    fn many_submitters_checks_both_executor_paths() {
+        let mut report = throughput(vec![
+            Row::measured("floor", Summary::of(&[50.0])).floor(),
+            Row::measured(Contender::ExecutorSubmit.name(), Summary::of(&[160.0])),
+            Row::measured(Contender::ExecutorExecute.name(), Summary::of(&[70.0])),
+        ]);
+        report.key = "many-submitters";
+        let checks = check_all(&[report]);
+        let found: Vec<(u8, &str, Option<bool>)> = checks
+            .iter()
+            .map(|check| (check.scenario, check.measured.as_str(), check.met))
+            .collect();
+        assert_eq!(found, [(3, "3.20×", Some(false)), (3, "1.40×", Some(true))]);
+        assert!(checks[1].target.contains("execute"));
     }
 
     #[test]
