@@ -122,12 +122,14 @@ fn submit_racing_task_limit_retirement_still_runs() {
 /// Shutdown racing a submit from another thread: the submit is either refused (the closure comes
 /// back, never run) or accepted, and then the task runs exactly once and its future resolves,
 /// even though the worker may be deciding to exit at the same moment.
-fn shutdown_racing_submit(cancel_futures: bool) {
+///
+/// `warm`: this thread submits a task first, so a worker is alive (or starting) when the race
+/// begins. Otherwise the racing submit is the pool's first and starts the worker itself.
+fn shutdown_racing_submit(cancel_futures: bool, warm: bool) {
     model(3, move || {
         let pool = Arc::new(Executor::new(1).unwrap());
         let runs = Arc::new(AtomicUsize::new(0));
-        // A worker is alive (or starting) when the race begins.
-        let before = pool.submit(counted(&runs, 1)).unwrap();
+        let before = warm.then(|| pool.submit(counted(&runs, 1)).unwrap());
         let submitter = {
             let pool = Arc::clone(&pool);
             let runs = Arc::clone(&runs);
@@ -145,7 +147,7 @@ fn shutdown_racing_submit(cancel_futures: bool) {
         pool.shutdown(true, cancel_futures);
         let accepted = submitter.join().unwrap();
         let mut expected_runs = 0;
-        for (future, value) in [(Some(before), 1), (accepted, 2)] {
+        for (future, value) in [(before, 1), (accepted, 2)] {
             let Some(future) = future else { continue };
             // Every worker was joined: an accepted task is resolved by now.
             assert!(
@@ -171,12 +173,18 @@ fn shutdown_racing_submit(cancel_futures: bool) {
 
 #[test]
 fn shutdown_racing_submit_runs_or_refuses_once() {
-    shutdown_racing_submit(false);
+    shutdown_racing_submit(false, true);
 }
 
 #[test]
 fn shutdown_cancelling_racing_submit_resolves_once() {
-    shutdown_racing_submit(true);
+    shutdown_racing_submit(true, true);
+}
+
+/// The same race against the pool's first submit, which starts the worker.
+#[test]
+fn shutdown_racing_the_first_submit_runs_or_refuses_once() {
+    shutdown_racing_submit(false, false);
 }
 
 /// `cancel()` racing the worker that starts the task: either the cancel wins (the future is
