@@ -206,6 +206,35 @@ impl ScenarioReport {
         }
     }
 
+    /// Adds a note when the floor's repetitions spread over more than `limit` times their
+    /// fastest (max / min): the machine changed speed while the scenario ran (on the shared
+    /// 2-vCPU machines the floor of scenario 3 reads ~50 ns in one mode and ~200 ns in the
+    /// other), so this run's ratios are less certain than usual. Returns whether it did.
+    pub fn note_unsteady_floor(&mut self, limit: f64) -> bool {
+        let Some(floor) = self
+            .rows
+            .iter()
+            .find(|row| row.is_floor)
+            .and_then(|row| row.summary)
+        else {
+            return false;
+        };
+        if !(floor.min > 0.0 && floor.max / floor.min > limit) {
+            return false;
+        }
+        self.notes.push(format!(
+            "The floor's repetitions spread from {} to {} {} ({:.1}×): the machine changed \
+             speed during this scenario, so its ratios are less certain than usual (each \
+             contender's repetitions are interleaved with the floor's, but a mode change can \
+             still fall between them).",
+            figure(floor.min),
+            figure(floor.max),
+            self.unit,
+            floor.max / floor.min
+        ));
+        true
+    }
+
     /// This scenario's Markdown section.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
@@ -514,6 +543,36 @@ fn utc_from_unix_seconds(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsteady_floor_is_noted_and_a_steady_one_is_not() {
+        let floor = |samples: &[f64]| {
+            let mut report = scenario(vec![
+                Row::measured("floor", Summary::of(samples)).floor(),
+                Row::measured("other", Summary::of(&[100.0])),
+            ]);
+            report.notes.clear();
+            let noted = report.note_unsteady_floor(2.0);
+            (noted, report.notes)
+        };
+        let (noted, notes) = floor(&[50.0, 60.0, 99.0]);
+        assert!(!noted && notes.is_empty(), "1.98× is steady: {notes:?}");
+        let (noted, notes) = floor(&[50.0, 60.0, 210.0]);
+        assert!(noted);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with(
+                "The floor's repetitions spread from 50.0 to 210 ns per iteration (4.2×)"
+            ),
+            "{}",
+            notes[0]
+        );
+        let mut skipped = scenario(vec![Row::skipped("floor", "not built").floor()]);
+        assert!(
+            !skipped.note_unsteady_floor(2.0),
+            "no floor figures, no note"
+        );
+    }
 
     fn scenario(rows: Vec<Row>) -> ScenarioReport {
         ScenarioReport {

@@ -169,8 +169,13 @@ fn throughput(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
     if let Some(note) = kept_heap_note(plan, contenders) {
         report.notes.push(note);
     }
+    report.note_unsteady_floor(UNSTEADY_FLOOR);
     report
 }
+
+/// The floor's max / min above which scenarios 1 and 3 say the machine changed speed while
+/// they ran ([`ScenarioReport::note_unsteady_floor`]).
+const UNSTEADY_FLOOR: f64 = 2.0;
 
 /// glibc's `M_TOP_PAD` for [`kept_heap_note`]'s children: keep up to 512 MiB of freed heap at
 /// its top instead of giving it back to the kernel.
@@ -322,6 +327,7 @@ fn many_submitters(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
             plan.python_tasks_per_submitter
         )),
     );
+    report.note_unsteady_floor(UNSTEADY_FLOOR);
     report
 }
 
