@@ -538,8 +538,10 @@ impl WorkerCtx<'_> {
     /// Marks the task running and opens its span (`started_ns`: since the pool's epoch, if the
     /// task is timed). `None` when no subscriber takes INFO: then no span can be recorded and no
     /// DEBUG event emitted, and the task pays for neither building a disabled span nor entering
-    /// and dropping one (kept inline, that path is a handful of stores).
-    #[inline(always)]
+    /// and dropping one. Kept out of line on purpose: inlined into the jobs' `run`, it cut
+    /// scenario 3's `execute` time by a further ~10% but made scenario 1's lone submitter ~8%
+    /// slower (its workers, faster, polled the queue it was filling more often).
+    #[inline(never)]
     pub(crate) fn begin(
         &self,
         task_id: u64,
