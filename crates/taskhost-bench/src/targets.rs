@@ -50,6 +50,11 @@ fn check(scenario: u8, target: &str, measured: Option<(String, bool)>) -> Target
     }
 }
 
+/// A ratio against its limit: the figure as the report prints it, and whether it is met.
+fn at_most(ratio: Option<f64>, limit: f64) -> Option<(String, bool)> {
+    ratio.map(|ratio| (format!("{ratio:.2}×"), ratio <= limit))
+}
+
 /// Every target whose scenario is in `scenarios`.
 pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
     let submit = Contender::ExecutorSubmit.name();
@@ -65,12 +70,12 @@ pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
                 checks.push(check(
                     1,
                     "executor submit ≤ 1.3× the floor's time per task",
-                    ratio(submit).map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.3)),
+                    at_most(ratio(submit), 1.3),
                 ));
                 checks.push(check(
                     1,
                     "executor execute ≤ 1.3× the floor's time per task (fire and forget)",
-                    ratio(execute).map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.3)),
+                    at_most(ratio(execute), 1.3),
                 ));
                 for peer in [Contender::Tokio.name(), Contender::Blocking.name()] {
                     checks.push(check(
@@ -104,28 +109,24 @@ pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
                 checks.push(check(
                     2,
                     "executor submit round trip: median ≤ 1.5× the floor",
-                    submit_row
-                        .and_then(|row| row.ratio_to_floor)
-                        .map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.5)),
+                    at_most(submit_row.and_then(|row| row.ratio_to_floor), 1.5),
                 ));
                 checks.push(check(
                     2,
                     "executor submit round trip: p99 ≤ 2× the floor's p99",
-                    submit_row
-                        .and_then(|row| row.p99_ratio_to_floor)
-                        .map(|ratio| (format!("{ratio:.2}×"), ratio <= 2.0)),
+                    at_most(submit_row.and_then(|row| row.p99_ratio_to_floor), 2.0),
                 ));
             }
             "many-submitters" => {
                 checks.push(check(
                     3,
                     "executor submit with 4 submitters ≤ 1.5× the floor",
-                    ratio(submit).map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.5)),
+                    at_most(ratio(submit), 1.5),
                 ));
                 checks.push(check(
                     3,
                     "executor execute with 4 submitters ≤ 1.5× the floor (fire and forget)",
-                    ratio(execute).map(|ratio| (format!("{ratio:.2}×"), ratio <= 1.5)),
+                    at_most(ratio(execute), 1.5),
                 ));
             }
             "plugin-call" => {

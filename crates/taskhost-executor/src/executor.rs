@@ -540,7 +540,8 @@ impl WorkerCtx<'_> {
     /// DEBUG event emitted, and the task pays for neither building a disabled span nor entering
     /// and dropping one. Kept out of line on purpose: inlined into the jobs' `run`, it cut
     /// scenario 3's `execute` time by a further ~10% but made scenario 1's lone submitter ~8%
-    /// slower (its workers, faster, polled the queue it was filling more often).
+    /// slower (A/B runs, five each; the profiles did not say why: removing the workers' idle spin
+    /// did not bring it back, so code layout is as likely as the faster workers).
     #[inline(never)]
     pub(crate) fn begin(
         &self,
