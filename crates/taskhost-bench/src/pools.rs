@@ -3,15 +3,15 @@
 //! Pools come in two shapes. *Spawners* run a closure and give nothing back (the floor, rayon,
 //! `threadpool`, the executor's `execute`): a batch waits on a countdown [`Latch`] and a round trip
 //! sends its answer over a channel. *Submitters* hand back a handle per task (tokio's
-//! `spawn_blocking`, `blocking::unblock`, the executor's `submit`): a batch keeps the handles and
-//! waits for each. Both shapes pay for how they report completion, which is the point: that cost is
+//! `spawn_blocking`, `blocking::unblock`, the executor's `submit`, and the [`HandleFloor`]): a
+//! batch keeps the handles and waits for each. Both shapes pay for how they report completion, which is the point: that cost is
 //! part of what a user buys.
 
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, JoinHandle, Thread};
 
@@ -271,6 +271,67 @@ impl Drop for Floor {
     }
 }
 
+/// The handle floor: the floor's threads and channel, plus the least a per-task result handle
+/// needs in safe Rust with std's primitives: a shared slot that the task fills (`OnceLock`) and
+/// that wakes a parked waiter only if one registered. Two allocations per task (the slot and the
+/// boxed closure), no cancellation, no ids, no shutdown guarantees. Not a peer but a second
+/// reference line: what returning a handle costs in this harness, whoever implements it (a
+/// `notify_all` on a `Condvar` per task instead made it some 6× the floor in scenario 3, a
+/// futex wake per task).
+#[derive(Debug)]
+pub struct HandleFloor(Floor);
+
+/// One task's result slot in the [`HandleFloor`].
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// The task's result, set once by the worker.
+    value: OnceLock<u64>,
+    /// The thread waiting for the result, if one registered before it was set.
+    waiter: Mutex<Option<Thread>>,
+}
+
+impl Submit for HandleFloor {
+    type Handle = Arc<Slot>;
+
+    fn build(workers: usize) -> Result<Self> {
+        Floor::build(workers).map(HandleFloor)
+    }
+
+    fn submit<F: FnOnce() -> u64 + Send + 'static>(&self, job: F) -> Self::Handle {
+        let slot = Arc::new(Slot::default());
+        let filled = Arc::clone(&slot);
+        self.0.spawn(move || {
+            let _ = filled.value.set(job());
+            // After the set: a waiter that registers later sees the value on its next check.
+            let waiter = filled
+                .waiter
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(waiter) = &*waiter {
+                waiter.unpark();
+            }
+        });
+        slot
+    }
+
+    fn wait(&self, handle: Self::Handle) -> u64 {
+        if let Some(value) = handle.value.get() {
+            return *value;
+        }
+        *handle
+            .waiter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(thread::current());
+        // Parks wake spuriously too, so the value is checked on every wake.
+        loop {
+            if let Some(value) = handle.value.get() {
+                return *value;
+            }
+            thread::park();
+        }
+    }
+}
+
 /// rayon's `ThreadPool::spawn`.
 #[derive(Debug)]
 pub struct Rayon(rayon::ThreadPool);
@@ -453,12 +514,30 @@ mod tests {
     #[test]
     fn every_contender_runs_batches_and_round_trips() {
         exercise::<Spawning<Floor>>();
+        exercise::<Submitting<HandleFloor>>();
         exercise::<Spawning<Rayon>>();
         exercise::<Spawning<ThreadPoolCrate>>();
         exercise::<Submitting<Tokio>>();
         exercise::<Submitting<Blocking>>();
         exercise::<Submitting<ExecutorSubmit>>();
         exercise::<Spawning<ExecutorExecute>>();
+    }
+
+    #[test]
+    fn a_handle_floor_waiter_that_parks_before_the_result_gets_it() {
+        let pool = HandleFloor::build(1).unwrap();
+        let (release, released) = crossbeam_channel::bounded::<()>(0);
+        let handle = pool.submit(move || {
+            released.recv().unwrap();
+            7
+        });
+        let releaser = thread::spawn(move || {
+            thread::sleep(std::time::Duration::from_millis(20));
+            release.send(()).unwrap();
+        });
+        assert_eq!(pool.wait(Arc::clone(&handle)), 7);
+        assert!(handle.waiter.lock().unwrap().is_some(), "the waiter parked");
+        releaser.join().unwrap();
     }
 
     #[test]

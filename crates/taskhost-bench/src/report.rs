@@ -235,6 +235,31 @@ impl ScenarioReport {
         true
     }
 
+    /// Adds a note with `contender`'s median over `reference`'s (both rows by name), if both
+    /// were measured: `what` says what the reference is. Returns whether it did.
+    pub fn note_ratio_to(&mut self, contender: &str, reference: &str, what: &str) -> bool {
+        let median = |name: &str| {
+            self.rows
+                .iter()
+                .find(|row| row.contender == name)
+                .and_then(|row| row.summary)
+                .map(|summary| summary.median)
+        };
+        let (Some(measured), Some(against)) = (median(contender), median(reference)) else {
+            return false;
+        };
+        let Some(ratio) = ratio(measured, against) else {
+            return false;
+        };
+        self.notes.push(format!(
+            "{contender} is {ratio:.2}× the {reference} ({what}): {} against {} {}.",
+            figure(measured),
+            figure(against),
+            self.unit
+        ));
+        true
+    }
+
     /// This scenario's Markdown section.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
@@ -572,6 +597,25 @@ mod tests {
             !skipped.note_unsteady_floor(2.0),
             "no floor figures, no note"
         );
+    }
+
+    #[test]
+    fn a_ratio_to_a_reference_row_is_noted_only_when_both_were_measured() {
+        let mut report = scenario(vec![
+            Row::measured("floor", Summary::of(&[50.0])).floor(),
+            Row::measured("reference", Summary::of(&[80.0, 100.0, 120.0])),
+            Row::measured("mine", Summary::of(&[150.0])),
+            Row::skipped("absent", "not built"),
+        ]);
+        report.notes.clear();
+        assert!(report.note_ratio_to("mine", "reference", "the least it can be"));
+        assert_eq!(
+            report.notes,
+            ["mine is 1.50× the reference (the least it can be): 150 against 100 ns per iteration."]
+        );
+        assert!(!report.note_ratio_to("mine", "absent", "x"));
+        assert!(!report.note_ratio_to("nobody", "reference", "x"));
+        assert_eq!(report.notes.len(), 1);
     }
 
     fn scenario(rows: Vec<Row>) -> ScenarioReport {

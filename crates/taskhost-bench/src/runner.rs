@@ -162,15 +162,28 @@ fn throughput(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
         )),
     );
     report.notes.push(
-        "Spawners (floor, rayon, threadpool) count completions on a latch; submitters (tokio, \
-         blocking, Python) keep one handle per task and wait on each."
+        "Spawners (floor, rayon, threadpool, executor execute) count completions on a latch; \
+         submitters (handle floor, executor submit, tokio, blocking, Python) keep one handle per \
+         task and wait on each."
             .to_owned(),
     );
+    note_against_handle_floor(&mut report);
     if let Some(note) = kept_heap_note(plan, contenders) {
         report.notes.push(note);
     }
     report.note_unsteady_floor(UNSTEADY_FLOOR);
     report
+}
+
+/// Notes executor `submit` against the handle floor: what a future per task costs beyond the
+/// least any handle costs in this harness ([`crate::pools::HandleFloor`]).
+fn note_against_handle_floor(report: &mut ScenarioReport) {
+    report.note_ratio_to(
+        Contender::ExecutorSubmit.name(),
+        Contender::HandleFloor.name(),
+        "the floor plus the least a result handle per task costs: an Arc'd OnceLock slot that \
+         wakes a parked waiter; not a target",
+    );
 }
 
 /// The floor's max / min above which scenarios 1 and 3 say the machine changed speed while
@@ -190,6 +203,7 @@ const KEPT_HEAP_TOP_PAD: &str = "536870912";
 fn kept_heap_note(plan: &Plan, contenders: &[Contender]) -> Option<String> {
     let measured: Vec<Contender> = [
         Contender::Floor,
+        Contender::HandleFloor,
         Contender::ExecutorSubmit,
         Contender::Tokio,
         Contender::Blocking,
@@ -327,6 +341,7 @@ fn many_submitters(plan: &Plan, contenders: &[Contender]) -> ScenarioReport {
             plan.python_tasks_per_submitter
         )),
     );
+    note_against_handle_floor(&mut report);
     report.note_unsteady_floor(UNSTEADY_FLOOR);
     report
 }

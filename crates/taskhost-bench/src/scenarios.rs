@@ -10,8 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::pools::{
-    trivial, Blocking, ExecutorExecute, ExecutorSubmit, Floor, Pool, Rayon, Spawning, Submitting,
-    ThreadPoolCrate, Tokio,
+    trivial, Blocking, ExecutorExecute, ExecutorSubmit, Floor, HandleFloor, Pool, Rayon, Spawning,
+    Submitting, ThreadPoolCrate, Tokio,
 };
 use crate::procfs;
 
@@ -119,6 +119,8 @@ impl Plan {
 pub enum Contender {
     /// Two std threads and a crossbeam channel of boxed closures.
     Floor,
+    /// The floor plus a result handle per task.
+    HandleFloor,
     /// taskhost-executor's `submit`, a future per task.
     ExecutorSubmit,
     /// taskhost-executor's fire-and-forget `execute`.
@@ -135,8 +137,9 @@ pub enum Contender {
 
 impl Contender {
     /// Every contender, the floor first.
-    pub const ALL: [Contender; 7] = [
+    pub const ALL: [Contender; 8] = [
         Contender::Floor,
+        Contender::HandleFloor,
         Contender::ExecutorSubmit,
         Contender::ExecutorExecute,
         Contender::Rayon,
@@ -149,6 +152,7 @@ impl Contender {
     pub fn name(self) -> &'static str {
         match self {
             Contender::Floor => "floor",
+            Contender::HandleFloor => "handle floor",
             Contender::ExecutorSubmit => "taskhost-executor submit",
             Contender::ExecutorExecute => "taskhost-executor execute",
             Contender::Rayon => "rayon spawn",
@@ -162,6 +166,7 @@ impl Contender {
     pub fn key(self) -> &'static str {
         match self {
             Contender::Floor => "floor",
+            Contender::HandleFloor => "handle-floor",
             Contender::ExecutorSubmit => "executor-submit",
             Contender::ExecutorExecute => "executor-execute",
             Contender::Rayon => "rayon",
@@ -195,6 +200,7 @@ macro_rules! with_pool {
     ($contender:expr, $function:ident ( $($argument:expr),* )) => {
         match $contender {
             Contender::Floor => $function::<Spawning<Floor>>($($argument),*),
+            Contender::HandleFloor => $function::<Submitting<HandleFloor>>($($argument),*),
             Contender::ExecutorSubmit => $function::<Submitting<ExecutorSubmit>>($($argument),*),
             Contender::ExecutorExecute => $function::<Spawning<ExecutorExecute>>($($argument),*),
             Contender::Rayon => $function::<Spawning<Rayon>>($($argument),*),
