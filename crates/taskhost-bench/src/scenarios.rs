@@ -69,7 +69,7 @@ impl Plan {
             python_round_trips: 10_000,
             submitters: 4,
             tasks_per_submitter: 250_000,
-            many_submitters_reps: 5,
+            many_submitters_reps: 10,
             python_tasks_per_submitter: 25_000,
             cold_starts: 200,
             python_cold_starts: 50,
