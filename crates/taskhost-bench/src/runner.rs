@@ -39,6 +39,12 @@ pub fn scenario_by_name(name: &str) -> Result<(u8, &'static str)> {
 
 /// Runs one scenario under `plan` with `contenders`.
 pub fn run_scenario(key: &str, plan: &Plan, contenders: &[Contender]) -> Result<ScenarioReport> {
+    let contenders: Vec<Contender> = contenders
+        .iter()
+        .copied()
+        .filter(|contender| contender.runs_in(key))
+        .collect();
+    let contenders = &contenders[..];
     let mut report = match key {
         "throughput" => throughput(plan, contenders),
         "round-trip" => round_trip(plan, contenders),
