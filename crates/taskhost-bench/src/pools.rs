@@ -531,12 +531,16 @@ mod tests {
             released.recv().unwrap();
             7
         });
+        // The task finishes only once the waiter has registered, so the wake must reach a
+        // parked (or about to park) waiter: without the unpark this test hangs.
+        let watched = Arc::clone(&handle);
         let releaser = thread::spawn(move || {
-            thread::sleep(std::time::Duration::from_millis(20));
+            while watched.waiter.lock().unwrap().is_none() {
+                thread::sleep(std::time::Duration::from_millis(1));
+            }
             release.send(()).unwrap();
         });
-        assert_eq!(pool.wait(Arc::clone(&handle)), 7);
-        assert!(handle.waiter.lock().unwrap().is_some(), "the waiter parked");
+        assert_eq!(pool.wait(handle), 7);
         releaser.join().unwrap();
     }
 

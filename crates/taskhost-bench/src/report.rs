@@ -189,13 +189,24 @@ impl Row {
 }
 
 impl ScenarioReport {
+    /// The row of the contender with this name.
+    pub fn row(&self, contender: &str) -> Option<&Row> {
+        self.rows.iter().find(|row| row.contender == contender)
+    }
+
+    /// The median of the contender with this name, if it was measured.
+    pub fn median(&self, contender: &str) -> Option<f64> {
+        self.row(contender)?.summary.map(|summary| summary.median)
+    }
+
+    /// The floor's row.
+    pub fn floor_row(&self) -> Option<&Row> {
+        self.rows.iter().find(|row| row.is_floor)
+    }
+
     /// Fills in every row's ratios from the floor row.
     pub fn compute_ratios(&mut self) {
-        let floor = self
-            .rows
-            .iter()
-            .find(|row| row.is_floor)
-            .and_then(|row| row.summary);
+        let floor = self.floor_row().and_then(|row| row.summary);
         for row in &mut self.rows {
             if let (Some(floor), Some(summary)) = (floor, row.summary) {
                 row.ratio_to_floor = ratio(summary.median, floor.median);
@@ -211,12 +222,7 @@ impl ScenarioReport {
     /// 2-vCPU machines the floor of scenario 3 reads ~50 ns in one mode and ~200 ns in the
     /// other), so this run's ratios are less certain than usual. Returns whether it did.
     pub fn note_unsteady_floor(&mut self, limit: f64) -> bool {
-        let Some(floor) = self
-            .rows
-            .iter()
-            .find(|row| row.is_floor)
-            .and_then(|row| row.summary)
-        else {
+        let Some(floor) = self.floor_row().and_then(|row| row.summary) else {
             return false;
         };
         if !(floor.min > 0.0 && floor.max / floor.min > limit) {
@@ -238,14 +244,8 @@ impl ScenarioReport {
     /// Adds a note with `contender`'s median over `reference`'s (both rows by name), if both
     /// were measured: `what` says what the reference is. Returns whether it did.
     pub fn note_ratio_to(&mut self, contender: &str, reference: &str, what: &str) -> bool {
-        let median = |name: &str| {
-            self.rows
-                .iter()
-                .find(|row| row.contender == name)
-                .and_then(|row| row.summary)
-                .map(|summary| summary.median)
-        };
-        let (Some(measured), Some(against)) = (median(contender), median(reference)) else {
+        let (Some(measured), Some(against)) = (self.median(contender), self.median(reference))
+        else {
             return false;
         };
         let Some(ratio) = ratio(measured, against) else {

@@ -21,21 +21,6 @@ pub struct TargetCheck {
     pub met: Option<bool>,
 }
 
-/// The median of `contender`'s row in `scenario`.
-fn median(scenario: &ScenarioReport, contender: &str) -> Option<f64> {
-    row(scenario, contender)?
-        .summary
-        .map(|summary| summary.median)
-}
-
-fn row<'a>(scenario: &'a ScenarioReport, contender: &str) -> Option<&'a Row> {
-    scenario.rows.iter().find(|row| row.contender == contender)
-}
-
-fn floor_row(scenario: &ScenarioReport) -> Option<&Row> {
-    scenario.rows.iter().find(|row| row.is_floor)
-}
-
 /// A check from an optional comparison: `None` when a figure is missing.
 fn check(scenario: u8, target: &str, measured: Option<(String, bool)>) -> TargetCheck {
     let (measured, met) = match measured {
@@ -55,6 +40,32 @@ fn at_most(ratio: Option<f64>, limit: f64) -> Option<(String, bool)> {
     ratio.map(|ratio| (format!("{ratio:.2}×"), ratio <= limit))
 }
 
+/// The same limit on the floor ratio for both executor paths: `submit` (a future per task) and
+/// `execute` (fire and forget, like the floor). `target` follows the path's name.
+fn both_paths(
+    checks: &mut Vec<TargetCheck>,
+    scenario: &ScenarioReport,
+    number: u8,
+    target: &str,
+    limit: f64,
+) {
+    let ratio = |contender: Contender| {
+        scenario
+            .row(contender.name())
+            .and_then(|row| row.ratio_to_floor)
+    };
+    checks.push(check(
+        number,
+        &format!("executor submit {target}"),
+        at_most(ratio(Contender::ExecutorSubmit), limit),
+    ));
+    checks.push(check(
+        number,
+        &format!("executor execute {target} (fire and forget)"),
+        at_most(ratio(Contender::ExecutorExecute), limit),
+    ));
+}
+
 /// Every target whose scenario is in `scenarios`.
 pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
     let submit = Contender::ExecutorSubmit.name();
@@ -64,38 +75,36 @@ pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
         if scenario.skipped.is_some() {
             continue;
         }
-        let ratio = |contender: &str| row(scenario, contender).and_then(|row| row.ratio_to_floor);
         match scenario.key {
             "throughput" => {
-                checks.push(check(
+                both_paths(
+                    &mut checks,
+                    scenario,
                     1,
-                    "executor submit ≤ 1.3× the floor's time per task",
-                    at_most(ratio(submit), 1.3),
-                ));
-                checks.push(check(
-                    1,
-                    "executor execute ≤ 1.3× the floor's time per task (fire and forget)",
-                    at_most(ratio(execute), 1.3),
-                ));
+                    "≤ 1.3× the floor's time per task",
+                    1.3,
+                );
                 for peer in [Contender::Tokio.name(), Contender::Blocking.name()] {
                     checks.push(check(
                         1,
                         &format!("executor submit faster than {peer}"),
-                        median(scenario, submit).zip(median(scenario, peer)).map(
-                            |(ours, theirs)| {
+                        scenario
+                            .median(submit)
+                            .zip(scenario.median(peer))
+                            .map(|(ours, theirs)| {
                                 (
                                     format!("{} vs {} ns per task", figure(ours), figure(theirs)),
                                     ours < theirs,
                                 )
-                            },
-                        ),
+                            }),
                     ));
                 }
                 checks.push(check(
                     1,
                     "executor submit ≥ 50× faster than Python's ThreadPoolExecutor",
-                    median(scenario, submit)
-                        .zip(median(scenario, crate::python::NAME))
+                    scenario
+                        .median(submit)
+                        .zip(scenario.median(crate::python::NAME))
                         .map(|(ours, python)| {
                             (
                                 format!("{:.1}× faster", python / ours),
@@ -105,7 +114,7 @@ pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
                 ));
             }
             "round-trip" => {
-                let submit_row = row(scenario, submit);
+                let submit_row = scenario.row(submit);
                 checks.push(check(
                     2,
                     "executor submit round trip: median ≤ 1.5× the floor",
@@ -118,19 +127,17 @@ pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
                 ));
             }
             "many-submitters" => {
-                checks.push(check(
+                both_paths(
+                    &mut checks,
+                    scenario,
                     3,
-                    "executor submit with 4 submitters ≤ 1.5× the floor",
-                    at_most(ratio(submit), 1.5),
-                ));
-                checks.push(check(
-                    3,
-                    "executor execute with 4 submitters ≤ 1.5× the floor (fire and forget)",
-                    at_most(ratio(execute), 1.5),
-                ));
+                    "with 4 submitters ≤ 1.5× the floor",
+                    1.5,
+                );
             }
             "plugin-call" => {
-                let direct = floor_row(scenario)
+                let direct = scenario
+                    .floor_row()
                     .and_then(|row| row.summary)
                     .map(|summary| summary.median);
                 let abi = scenario
@@ -197,19 +204,19 @@ pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
                     checks.push(check(
                         7,
                         &format!("{contender}: < 200 bytes per queued task beyond the closure ({closure_bytes} bytes)"),
-                        median(scenario, contender).map(|bytes| {
+                        scenario.median(contender).map(|bytes| {
                             (format!("{} bytes beyond the closure", figure(bytes - closure_bytes)), bytes - closure_bytes < 200.0)
                         }),
                     ));
                 }
             }
             "idle" => {
-                let bare = floor_row(scenario).and_then(|row| row.summary);
+                let bare = scenario.floor_row().and_then(|row| row.summary);
                 for contender in [submit, execute] {
                     checks.push(check(
                         8,
                         &format!("{contender} idle: within 100 µs of CPU (over the window) of a process with no pool"),
-                        bare.zip(median(scenario, contender)).map(|(bare, ours)| {
+                        bare.zip(scenario.median(contender)).map(|(bare, ours)| {
                             let difference = ours - bare.median;
                             (format!("{difference:+.0} µs ({} vs {} µs)", figure(ours), figure(bare.median)), difference <= 100.0)
                         }),
