@@ -150,6 +150,19 @@ pub enum LoadError {
         reason: Distrust,
     },
 
+    /// A plugin folder with a folder on its path (from the root down) that the trust rules
+    /// refuse: a symbolic link, owned by someone other than the current user or root, or
+    /// writable by group or others without the sticky bit (`/tmp` passes).
+    #[error("plugin folder {}: refused: folder {} on its path: {reason}", dir.display(), ancestor.display())]
+    UntrustedAncestor {
+        /// The plugin folder.
+        dir: PathBuf,
+        /// The folder on its path that breaks a rule.
+        ancestor: PathBuf,
+        /// Which rule it breaks.
+        reason: Distrust,
+    },
+
     /// A plugin file the trust rules refuse (a symbolic link, writable by group or others, or
     /// owned by someone other than the current user or root). It was not loaded.
     #[error("{}: refused: {reason}", path.display())]

@@ -1,11 +1,18 @@
 //! Plugin trust: which folders and files the loader agrees to open, and pins.
 //!
-//! On Unix, like sshd's `StrictModes`, a plugin folder and each plugin file must be
+//! On Unix, like sshd's `StrictModes`, a plugin folder, every folder on its path from the root
+//! down, and each plugin file must be
 //!
-//! - no symbolic link (the folder is opened with `O_NOFOLLOW | O_DIRECTORY`, each file with
-//!   `openat(folder, name, O_NOFOLLOW)`, so neither can be swapped for a link after the check);
-//! - not writable by group or others (`mode & 0o022 == 0`);
+//! - no symbolic link (each folder is opened with `openat(parent, name, O_NOFOLLOW |
+//!   O_DIRECTORY)` through the descriptor of the folder above it, each file with
+//!   `openat(folder, name, O_NOFOLLOW)`, so none can be swapped for a link after the check);
+//! - not writable by group or others (`mode & 0o022 == 0`), except that a folder *above* the
+//!   plugin folder may be when it is sticky (`/tmp`): there only an entry's owner or root can
+//!   rename or remove it;
 //! - owned by the current (effective) user or by root.
+//!
+//! Otherwise whoever may write to a folder on the path could put another folder (or a link) in
+//! the plugin folder's place and choose what loads.
 //!
 //! The checks are made on the open descriptors (`fstat`), and the same descriptor is hashed
 //! (SHA-256, for pins) and then loaded: on Linux through `/proc/self/fd/N`, so the library the
@@ -14,7 +21,8 @@
 //! remains, closed in practice by the folder rules: only its owner or root can replace a file in
 //! a folder that passed them).
 //!
-//! On other platforms (Windows) only the symbolic-link rule is checked; ownership and
+//! On other platforms (Windows) only the symbolic-link rule is checked (by path, on the folder
+//! and each folder above it, and on each file); ownership and
 //! permission bits are not, and the library is loaded by path after hashing.
 //!
 //! The descriptor of a file that was handed to the platform loader is never closed (libraries
@@ -208,46 +216,138 @@ fn check_owner_and_mode(metadata: &std::fs::Metadata) -> Result<(), Distrust> {
     Ok(())
 }
 
-impl Folder {
-    /// Checks and opens the plugin folder `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<Folder, LoadError> {
-        let read_error = |source: io::Error| LoadError::ReadFolder {
-            dir: dir.to_path_buf(),
-            source,
+/// The rules for a folder on the plugin folder's path: those of [`check_owner_and_mode`],
+/// except that a folder others may write to passes when it is sticky (`/tmp`, mode 1777):
+/// there no one but an entry's owner (or root) can rename or remove it, so the next folder
+/// down, checked in its turn, cannot be swapped.
+#[cfg(unix)]
+fn check_ancestor(metadata: &std::fs::Metadata) -> Result<(), Distrust> {
+    use std::os::unix::fs::MetadataExt;
+    match check_owner_and_mode(metadata) {
+        Err(Distrust::Writable { .. }) if metadata.mode() & 0o1000 != 0 => Ok(()),
+        result => result,
+    }
+}
+
+/// Opens the plugin folder `dir` one folder at a time from the root down, each folder with
+/// `openat(parent, name, O_DIRECTORY | O_NOFOLLOW)` and checked with `fstat` on its
+/// descriptor before the next is opened through it, like sshd's `StrictModes` checks the
+/// path of `authorized_keys`. A symbolic link anywhere on the path is refused, so is a folder
+/// owned by someone other than the user or root, or writable by group or others (an
+/// ancestor may be writable when it is sticky, see [`check_ancestor`]; the plugin folder
+/// itself may not). A relative `dir` is taken from the working directory.
+#[cfg(unix)]
+fn walk_to_folder(dir: &Path) -> Result<std::os::fd::OwnedFd, LoadError> {
+    use std::path::Component;
+
+    use rustix::fs::{Mode, OFlags};
+
+    let read_error = |source: io::Error| LoadError::ReadFolder {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let absolute = std::path::absolute(dir).map_err(read_error)?;
+    let names: Vec<&std::ffi::OsStr> = absolute
+        .components()
+        .filter_map(|component| match component {
+            Component::Normal(name) => Some(name),
+            Component::ParentDir => Some(std::ffi::OsStr::new("..")),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+        })
+        .collect();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut walked = PathBuf::from("/");
+    let mut current = rustix::fs::open("/", flags, Mode::empty()).map_err(io::Error::from);
+    for index in 0..=names.len() {
+        let is_folder = index == names.len();
+        let refuse = |walked: &Path, reason: Distrust| {
+            if is_folder {
+                untrusted_folder(dir, reason)
+            } else {
+                LoadError::UntrustedAncestor {
+                    dir: dir.to_path_buf(),
+                    ancestor: walked.to_path_buf(),
+                    reason,
+                }
+            }
         };
-        match std::fs::symlink_metadata(dir) {
+        let handle = match current {
+            Ok(handle) => File::from(handle),
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 return Err(LoadError::MissingFolder {
                     dir: dir.to_path_buf(),
                 })
             }
-            Err(source) => return Err(read_error(source)),
-            Ok(metadata) if metadata.file_type().is_symlink() => {
-                return Err(untrusted_folder(dir, symlink(dir)));
+            // ELOOP is what O_NOFOLLOW gives for a link; a link to a file can also give
+            // ENOTDIR (O_DIRECTORY), so ask the path itself which it was.
+            Err(error) => {
+                let is_link = std::fs::symlink_metadata(&walked)
+                    .is_ok_and(|metadata| metadata.file_type().is_symlink());
+                return Err(if is_link {
+                    refuse(&walked, symlink(&walked))
+                } else {
+                    read_error(error)
+                });
             }
-            Ok(_) => {}
+        };
+        let metadata = handle.metadata().map_err(read_error)?;
+        let checked = if is_folder {
+            check_owner_and_mode(&metadata)
+        } else {
+            check_ancestor(&metadata)
+        };
+        checked.map_err(|reason| refuse(&walked, reason))?;
+        if is_folder {
+            return Ok(handle.into());
         }
+        let name = names[index];
+        walked.push(name);
+        current = rustix::fs::openat(&handle, name, flags, Mode::empty()).map_err(io::Error::from);
+    }
+    unreachable!("the loop returns at the plugin folder")
+}
+
+impl Folder {
+    /// Checks and opens the plugin folder `dir`, and every folder on its path from the root
+    /// down (see [`walk_to_folder`]).
+    pub(crate) fn open(dir: &Path) -> Result<Folder, LoadError> {
         #[cfg(unix)]
         {
-            use rustix::fs::{Mode, OFlags};
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let handle = match rustix::fs::open(dir, flags, Mode::empty()) {
-                Ok(handle) => handle,
-                Err(rustix::io::Errno::LOOP) => {
-                    return Err(untrusted_folder(dir, symlink(dir)));
-                }
-                Err(errno) => return Err(read_error(errno.into())),
-            };
-            let handle = File::from(handle);
-            let metadata = handle.metadata().map_err(read_error)?;
-            check_owner_and_mode(&metadata).map_err(|reason| untrusted_folder(dir, reason))?;
+            let handle = walk_to_folder(dir)?;
             Ok(Folder {
                 dir: dir.to_path_buf(),
-                handle: handle.into(),
+                handle,
             })
         }
         #[cfg(not(unix))]
         {
+            let read_error = |source: io::Error| LoadError::ReadFolder {
+                dir: dir.to_path_buf(),
+                source,
+            };
+            let absolute = std::path::absolute(dir).map_err(read_error)?;
+            for ancestor in absolute.ancestors() {
+                match std::fs::symlink_metadata(ancestor) {
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                        return Err(LoadError::MissingFolder {
+                            dir: dir.to_path_buf(),
+                        })
+                    }
+                    Err(source) => return Err(read_error(source)),
+                    Ok(metadata) if metadata.file_type().is_symlink() => {
+                        return Err(if ancestor == absolute {
+                            untrusted_folder(dir, symlink(dir))
+                        } else {
+                            LoadError::UntrustedAncestor {
+                                dir: dir.to_path_buf(),
+                                ancestor: ancestor.to_path_buf(),
+                                reason: symlink(ancestor),
+                            }
+                        });
+                    }
+                    Ok(_) => {}
+                }
+            }
             Ok(Folder {
                 dir: dir.to_path_buf(),
             })

@@ -1,5 +1,6 @@
-//! Plugin trust: the folders and files the loader refuses (symbolic links, group- or
-//! world-writable, owned by another user), and SHA-256 pins (right, wrong, missing, invalid).
+//! Plugin trust: the folders, the folders on their paths and the files the loader refuses
+//! (symbolic links, group- or world-writable, owned by another user), and SHA-256 pins (right,
+//! wrong, missing, invalid).
 //!
 //! Unix only. The tests may run as root (CI does): the "owned by another user" cases chown a
 //! copy to another uid, which needs root (or `CAP_CHOWN`); without it they print why and return.
@@ -259,6 +260,170 @@ fn a_plugin_folder_owned_by_another_user_is_refused() {
                 ..
             }]
         ),
+        "{skipped:?}"
+    );
+}
+
+/// `root/a/b/plugins` holding the primes plugin, every folder mode 0755.
+fn nested_plugin_folder() -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let plugins = root.path().join("a/b/plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for folder in ["a", "a/b", "a/b/plugins"] {
+        chmod(&root.path().join(folder), 0o755);
+    }
+    std::fs::copy(
+        sample_plugin("taskhost_primes"),
+        plugin_path(&plugins, "taskhost_primes"),
+    )
+    .unwrap();
+    (root, plugins)
+}
+
+#[test]
+fn a_nested_plugin_folder_with_a_sound_path_loads() {
+    let (_root, plugins) = nested_plugin_folder();
+    let (set, skipped) = load(&[&plugins]);
+    assert_eq!(loaded_names(&set), ["primes"]);
+    assert!(skipped.is_empty(), "{skipped:?}");
+}
+
+#[test]
+fn a_symlinked_folder_above_the_plugin_folder_is_refused() {
+    let (root, _plugins) = nested_plugin_folder();
+    let link = root.path().join("link");
+    symlink(root.path().join("a"), &link).unwrap();
+    let through_link = link.join("b/plugins");
+    let (set, skipped) = load(&[&through_link]);
+    assert!(set.plugins().is_empty());
+    assert!(
+        matches!(
+            &skipped[..],
+            [LoadError::UntrustedAncestor { dir, ancestor, reason: Distrust::Symlink { .. } }]
+                if *dir == through_link && *ancestor == link
+        ),
+        "{skipped:?}"
+    );
+    assert_eq!(
+        skipped[0].to_string(),
+        format!(
+            "plugin folder {}: refused: folder {} on its path: it is a symbolic link (to {}); \
+             plugins and plugin folders must be real files and folders (copy the file, or \
+             configure the real folder)",
+            through_link.display(),
+            link.display(),
+            root.path().join("a").display()
+        )
+    );
+    assert!(matches!(
+        strict_error(&through_link),
+        LoadError::UntrustedAncestor {
+            reason: Distrust::Symlink { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_group_or_world_writable_folder_above_the_plugin_folder_is_refused() {
+    let (root, plugins) = nested_plugin_folder();
+    let above = root.path().join("a");
+    for mode in [0o775, 0o757, 0o777] {
+        chmod(&above, mode);
+        let (set, skipped) = load(&[&plugins]);
+        assert!(set.plugins().is_empty(), "mode {mode:o}");
+        assert!(
+            matches!(
+                &skipped[..],
+                [LoadError::UntrustedAncestor { ancestor, reason: Distrust::Writable { mode: found }, .. }]
+                    if *ancestor == above && *found == mode
+            ),
+            "mode {mode:o}: {skipped:?}"
+        );
+        assert_eq!(
+            skipped[0].to_string(),
+            format!(
+                "plugin folder {}: refused: folder {} on its path: it is writable by group or \
+                 others (mode {mode:04o}); only its owner may write to it (chmod go-w)",
+                plugins.display(),
+                above.display()
+            )
+        );
+    }
+    // The folder right above the plugin folder counts as much as the top one.
+    chmod(&above, 0o755);
+    chmod(&root.path().join("a/b"), 0o770);
+    let (_, skipped) = load(&[&plugins]);
+    assert!(
+        matches!(&skipped[..], [LoadError::UntrustedAncestor { ancestor, .. }] if *ancestor == root.path().join("a/b")),
+        "{skipped:?}"
+    );
+}
+
+#[test]
+fn a_sticky_world_writable_folder_above_the_plugin_folder_is_allowed() {
+    // Like /tmp: others may create entries there but not rename or remove someone else's.
+    let (root, plugins) = nested_plugin_folder();
+    chmod(&root.path().join("a"), 0o1777);
+    let (set, skipped) = load(&[&plugins]);
+    assert_eq!(loaded_names(&set), ["primes"]);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    // The plugin folder itself gets no such leeway (others could add libraries to it).
+    chmod(&plugins, 0o1777);
+    let (set, skipped) = load(&[&plugins]);
+    assert!(set.plugins().is_empty());
+    assert!(
+        matches!(
+            &skipped[..],
+            [LoadError::UntrustedFolder {
+                reason: Distrust::Writable { mode: 0o1777 },
+                ..
+            }]
+        ),
+        "{skipped:?}"
+    );
+}
+
+#[test]
+fn a_folder_above_the_plugin_folder_owned_by_another_user_is_refused() {
+    let (root, plugins) = nested_plugin_folder();
+    let above = root.path().join("a/b");
+    if !chown_to_another_user(&above) {
+        return;
+    }
+    let (set, skipped) = load(&[&plugins]);
+    assert!(set.plugins().is_empty());
+    assert!(
+        matches!(
+            &skipped[..],
+            [LoadError::UntrustedAncestor { ancestor, reason: Distrust::Owner { uid: 4242, .. }, .. }]
+                if *ancestor == above
+        ),
+        "{skipped:?}"
+    );
+    // Even sticky, a folder someone else owns is refused: its owner may rename anything in it.
+    chmod(&above, 0o1777);
+    let (_, skipped) = load(&[&plugins]);
+    assert!(
+        matches!(
+            &skipped[..],
+            [LoadError::UntrustedAncestor {
+                reason: Distrust::Owner { uid: 4242, .. },
+                ..
+            }]
+        ),
+        "{skipped:?}"
+    );
+}
+
+#[test]
+fn a_plugin_folder_path_through_a_file_is_a_read_error() {
+    let (root, _plugins) = nested_plugin_folder();
+    let file = root.path().join("a/file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let (_, skipped) = load(&[&file.join("plugins")]);
+    assert!(
+        matches!(&skipped[..], [LoadError::ReadFolder { .. }]),
         "{skipped:?}"
     );
 }
