@@ -23,6 +23,7 @@ usage: cargo xtask <command> [options]
 commands:
   build-plugins [--release]   build the sample plugins (Rust and C) into target/plugins/
   demo [--release]            build the plugins and run the demo batch on the default config
+                              (plus target/demo/taskhost.toml, which names target/plugins)
   test                        everything CI checks: fmt, clippy, plugins, cargo test
   bench [--quick]             run the benchmarks against the peers and write the report
   soak [--secs N] [--seed N]  minutes of random load on several pools, then an audit (default 300 s)
@@ -344,14 +345,18 @@ fn build_c_plugin(plugin: &CPluginDir, out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds the plugins and runs `taskhost demo`. Unless told otherwise, the outcome records go to
-/// `target/demo/outcomes.jsonl` and a Chrome trace to `target/demo/trace.json`; a few records
-/// are shown at the end.
+/// Builds the plugins and runs `taskhost demo` with `target/demo/taskhost.toml`, a config that
+/// names the folder they were built in (the host looks in no folder of the working directory
+/// by itself). Unless told otherwise, the outcome records go to `target/demo/outcomes.jsonl`
+/// and a Chrome trace to `target/demo/trace.json`; a few records are shown at the end.
 fn demo(release: bool, rest: &[String]) -> Result<()> {
-    build_plugins(release)?;
+    let plugins = build_plugins(release)?;
     let extra: Vec<&String> = rest.iter().filter(|a| *a != "--release").collect();
     let out_dir = metadata()?.target_directory.join("demo");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let config = out_dir.join("taskhost.toml");
+    fs::write(&config, demo_config(&plugins))
+        .with_context(|| format!("writing {}", config.display()))?;
     let outcomes = out_dir.join("outcomes.jsonl");
     let trace = out_dir.join("trace.json");
     let defaults = extra.is_empty();
@@ -360,7 +365,8 @@ fn demo(release: bool, rest: &[String]) -> Result<()> {
     if release {
         command.arg("--release");
     }
-    command.args(["--quiet", "--package", "taskhost", "--", "demo"]);
+    command.args(["--quiet", "--package", "taskhost", "--", "--config"]);
+    command.arg(&config).arg("demo");
     if defaults {
         command.arg("--output").arg(&outcomes);
         command.arg("--trace-chrome").arg(&trace);
@@ -381,6 +387,15 @@ fn demo(release: bool, rest: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The demo's config, over the embedded default: the plugins from `plugins`.
+fn demo_config(plugins: &Path) -> String {
+    format!(
+        "# Written by `cargo xtask demo`: the sample plugins this checkout built.\n\
+         [plugins]\ndirs = [{:?}]\n",
+        plugins.display().to_string()
+    )
 }
 
 fn test() -> Result<()> {

@@ -74,24 +74,29 @@ struct Layer {
     text: Option<String>,
     /// The environment variables, by dotted key (for naming the variable in messages).
     env_names: Vec<(String, String)>,
+    /// The folder its relative paths (`plugins.dirs`) are taken from: a file's own folder, the
+    /// working directory for the environment; `None` for the embedded default, which must not
+    /// name a relative path.
+    base: Option<PathBuf>,
     config: Config,
 }
 
 impl Layer {
-    fn toml(name: String, text: String) -> Result<Self, Vec<Issue>> {
+    fn toml(name: String, text: String, base: Option<PathBuf>) -> Result<Self, Vec<Issue>> {
         let config = Config::builder()
             .add_source(File::from_str(&text, FileFormat::Toml))
             .build()
-            .map_err(|error| vec![issue_from(&error, &name, Some(&text), &[])])?;
+            .map_err(|error| vec![toml_issue(&error, &name, &text)])?;
         Ok(Self {
             name,
             text: Some(text),
             env_names: Vec::new(),
+            base,
             config,
         })
     }
 
-    fn environment(vars: &[(String, String)]) -> Result<Self, Vec<Issue>> {
+    fn environment(vars: &[(String, String)], base: Option<PathBuf>) -> Result<Self, Vec<Issue>> {
         let mut map = config::Map::new();
         let mut env_names = Vec::new();
         let mut issues = Vec::new();
@@ -138,6 +143,7 @@ impl Layer {
             name,
             text: None,
             env_names,
+            base,
             config,
         })
     }
@@ -190,7 +196,8 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Loaded, Con
     load_from(EMBEDDED_DEFAULT, file, env)
 }
 
-/// Like [`load`], with the file already read (used by tests).
+/// Like [`load`], with the file already read (used by tests). The file's name is its path:
+/// its relative `plugins.dirs` are taken from the folder it names.
 pub fn load_from(
     embedded: &str,
     file: Option<(String, String)>,
@@ -202,21 +209,21 @@ pub fn load_from(
         Ok(layer) => layers.push(layer),
         Err(found) => issues.extend(found),
     };
-    add(Layer::toml(EMBEDDED_NAME.to_owned(), embedded.to_owned()));
+    add(Layer::toml(
+        EMBEDDED_NAME.to_owned(),
+        embedded.to_owned(),
+        None,
+    ));
     if let Some((name, text)) = file {
-        add(Layer::toml(name, text));
+        let base = std::path::absolute(&name)
+            .ok()
+            .and_then(|path| path.parent().map(Path::to_path_buf));
+        add(Layer::toml(name, text, base));
     }
-    add(Layer::environment(env));
+    add(Layer::environment(env, std::env::current_dir().ok()));
     // Check each source on its own first: its unknown keys and wrong types are its own.
     for layer in &layers {
-        if let Err(error) = layer.config.clone().try_deserialize::<raw::RawConfig>() {
-            issues.push(issue_from(
-                &error,
-                &layer.name,
-                layer.text.as_deref(),
-                &layer.env_names,
-            ));
-        }
+        issues.extend(shape_issues(layer));
     }
     if !issues.is_empty() {
         return Err(ConfigError::Invalid(issues));
@@ -243,13 +250,172 @@ pub fn load_from(
             .find(|layer| layer.defines(key))
             .map_or_else(|| "the configuration".to_owned(), |layer| layer.locate(key))
     };
-    let settings = settings::validate(&merged, &locate).map_err(ConfigError::Invalid)?;
+    // Arrays replace, so the newest source that sets `plugins.dirs` wrote all of them.
+    let dirs = settings::PluginDirs {
+        base: layers
+            .iter()
+            .rev()
+            .find(|layer| layer.defines("plugins.dirs"))
+            .and_then(|layer| layer.base.clone()),
+        default: default_plugin_dirs(env),
+    };
+    let settings = settings::validate(&merged, &locate, &dirs).map_err(ConfigError::Invalid)?;
     Ok(Loaded {
         settings,
         sources: layers.iter().map(|l| l.name.clone()).collect(),
     })
 }
 
+/// Where plugins are looked for when no source sets `plugins.dirs`: the user's own data
+/// folder, `$XDG_DATA_HOME/taskhost/plugins`, else `$HOME/.local/share/taskhost/plugins`
+/// (relative values are ignored, as the XDG specification says); none without either. Never
+/// a folder of the working directory, where a cloned repository could put a library.
+pub fn default_plugin_dirs(env: &[(String, String)]) -> Vec<PathBuf> {
+    let var = |name: &str| {
+        env.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| PathBuf::from(value))
+            .filter(|path| path.is_absolute())
+    };
+    var("XDG_DATA_HOME")
+        .or_else(|| var("HOME").map(|home| home.join(".local/share")))
+        .map(|data| data.join("taskhost/plugins"))
+        .into_iter()
+        .collect()
+}
+
+/// Most problems reported per source: past them the source is not worth reading further.
+const MAX_SHAPE_ISSUES: usize = 64;
+
+/// The unknown keys and wrong types of one source, every one of them. serde stops at the
+/// first, so each culprit is taken out of the source's tree (the whole key, or, inside an
+/// array, the array) and the rest is read again.
+fn shape_issues(layer: &Layer) -> Vec<Issue> {
+    let issue = |error: &config::ConfigError| {
+        issue_from(error, &layer.name, layer.text.as_deref(), &layer.env_names)
+    };
+    let mut tree = match layer
+        .config
+        .clone()
+        .try_deserialize::<config::Map<String, config::Value>>()
+    {
+        Ok(tree) => tree,
+        Err(error) => return vec![issue(&error)],
+    };
+    let mut issues = Vec::new();
+    while issues.len() < MAX_SHAPE_ISSUES {
+        let value = config::Value::new(None, config::ValueKind::Table(tree.clone()));
+        let Err(error) = value.try_deserialize::<raw::RawConfig>() else {
+            break;
+        };
+        let found = issue(&error);
+        let removed = remove_key(&mut tree, &found.key);
+        issues.push(found);
+        if !removed {
+            break;
+        }
+    }
+    issues
+}
+
+/// A step of a key path: a table key or an array index.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Removes `key` (`pools.io.max_workers`, `routes[1].pool`) from `tree`; a key inside an array
+/// element that is not a table takes the whole array with it (removing one element would
+/// renumber the others). `false` when nothing was removed.
+fn remove_key(tree: &mut config::Map<String, config::Value>, key: &str) -> bool {
+    let steps: Vec<Step> = key
+        .replace('[', ".[")
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            match s
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|s| s.parse().ok())
+            {
+                Some(index) => Step::Index(index),
+                None => Step::Key(s.to_owned()),
+            }
+        })
+        .collect();
+    remove_in_table(tree, &steps)
+}
+
+fn remove_in_table(table: &mut config::Map<String, config::Value>, steps: &[Step]) -> bool {
+    let [Step::Key(name), rest @ ..] = steps else {
+        return false;
+    };
+    if rest.is_empty() {
+        return table.remove(name).is_some();
+    }
+    let removed = match table.get_mut(name) {
+        None => return false,
+        Some(value) => remove_below(value, rest),
+    };
+    removed.unwrap_or_else(|| table.remove(name).is_some())
+}
+
+/// Removes `steps` below `value`; `None` when they do not lead to a table key, so the caller
+/// removes `value` itself.
+fn remove_below(value: &mut config::Value, steps: &[Step]) -> Option<bool> {
+    match (steps, &mut value.kind) {
+        ([Step::Index(index), rest @ ..], config::ValueKind::Array(items)) if !rest.is_empty() => {
+            remove_below(items.get_mut(*index)?, rest)
+        }
+        ([Step::Key(_), ..], config::ValueKind::Table(inner)) => {
+            Some(remove_in_table(inner, steps))
+        }
+        _ => None,
+    }
+}
+
+/// An error of the TOML parser: a TOML syntax error says its own line; an integer too large
+/// for TOML (a 64-bit signed integer) does not, so it is found in the text.
+fn toml_issue(error: &config::ConfigError, source: &str, text: &str) -> Issue {
+    let issue = issue_from(error, source, Some(text), &[]);
+    if issue.message.contains(" line ") {
+        return issue;
+    }
+    match oversized_integer(text) {
+        Some((line, key, literal)) => Issue {
+            origin: format!("{source}:{line}"),
+            key,
+            message: format!(
+                "expected an integer of at most {} (the largest TOML allows), found {literal}",
+                i64::MAX
+            ),
+        },
+        None => issue,
+    }
+}
+
+/// The first `key = <integer>` of `text` whose integer does not fit TOML's 64-bit signed
+/// integer: its line, dotted key and literal.
+fn oversized_integer(text: &str) -> Option<(usize, String, String)> {
+    toml_lines(text).find_map(|(line, kind)| {
+        let TomlLine::Assignment(key, value) = kind else {
+            return None;
+        };
+        let literal = value.split('#').next().unwrap_or_default().trim();
+        let digits = literal.replace('_', "");
+        let unsigned = digits.trim_start_matches(['+', '-']);
+        let (radix, body) = match unsigned.get(..2) {
+            Some("0x") => (16, &unsigned[2..]),
+            Some("0o") => (8, &unsigned[2..]),
+            Some("0b") => (2, &unsigned[2..]),
+            _ => (10, unsigned),
+        };
+        let is_integer = !body.is_empty() && body.chars().all(|c| c.is_digit(radix));
+        let sign = if digits.starts_with('-') { "-" } else { "" };
+        let fits = i64::from_str_radix(&format!("{sign}{body}"), radix).is_ok();
+        (is_integer && !fits).then(|| (line, key.join("."), literal.to_owned()))
+    })
+}
 /// Turns a `config` crate error into an [`Issue`] that names the source, line and key.
 fn issue_from(
     error: &config::ConfigError,
@@ -257,7 +423,8 @@ fn issue_from(
     text: Option<&str>,
     env_names: &[(String, String)],
 ) -> Issue {
-    let (mut key, message) = describe(error);
+    let (key, message) = describe(error);
+    let mut key = normalize_key(&key);
     // serde names an unknown field only in its message: make it part of the key.
     if let Some(field) = message
         .strip_prefix("unknown field `")
@@ -281,6 +448,20 @@ fn issue_from(
         key,
         message,
     }
+}
+
+/// `routes[0]retries` (as the `config` crate joins an index and a field) as
+/// `routes[0].retries`.
+fn normalize_key(key: &str) -> String {
+    let mut normal = String::with_capacity(key.len() + 2);
+    let mut chars = key.chars().peekable();
+    while let Some(c) = chars.next() {
+        normal.push(c);
+        if c == ']' && chars.peek().is_some_and(|next| !matches!(next, '.' | '[')) {
+            normal.push('.');
+        }
+    }
+    normal
 }
 
 /// The key path and the message of a `config` error, without its own "for key" suffix.
@@ -312,6 +493,50 @@ fn describe(error: &config::ConfigError) -> (String, String) {
     }
 }
 
+/// What a line of a TOML text holds, for finding keys in it.
+enum TomlLine<'a> {
+    /// A `[table]` or `[[array]]` header: the table's key path, with `[n]` for the n-th
+    /// element of an array of tables.
+    Header(Vec<String>),
+    /// `key = value`: the full key path (the table's and the line's) and the value's text.
+    Assignment(Vec<String>, &'a str),
+}
+
+/// The headers and assignments of a TOML text written one per line, with 1-based line
+/// numbers; other lines (comments, continued arrays) are left out.
+fn toml_lines(text: &str) -> impl Iterator<Item = (usize, TomlLine<'_>)> {
+    let mut table: Vec<String> = Vec::new();
+    let mut array_counts: std::collections::HashMap<String, usize> = Default::default();
+    text.lines().enumerate().filter_map(move |(index, line)| {
+        let trimmed = line.trim();
+        let kind = if let Some(name) = trimmed
+            .strip_prefix("[[")
+            .and_then(|s| s.split("]]").next())
+        {
+            let name = name.trim().to_owned();
+            let count = array_counts.entry(name.clone()).or_insert(0);
+            table = name.split('.').map(str::to_owned).collect();
+            table.push(format!("[{count}]"));
+            *count += 1;
+            TomlLine::Header(table.clone())
+        } else if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.split(']').next()) {
+            table = name
+                .trim()
+                .split('.')
+                .map(|s| s.trim().to_owned())
+                .collect();
+            TomlLine::Header(table.clone())
+        } else if let Some((leaf, value)) = trimmed.split_once('=') {
+            let mut full = table.clone();
+            full.extend(leaf.trim().split('.').map(|s| s.trim().to_owned()));
+            TomlLine::Assignment(full, value)
+        } else {
+            return None;
+        };
+        Some((index + 1, kind))
+    })
+}
+
 /// The 1-based line of `key` (such as `pools.cpu.max_workers` or `routes[1].pool`) in a TOML
 /// text written with `[table]` and `[[array]]` headers. `None` when it cannot tell.
 fn find_line(text: &str, key: &str) -> Option<usize> {
@@ -325,38 +550,12 @@ fn find_line(text: &str, key: &str) -> Option<usize> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    let mut table: Vec<String> = Vec::new();
-    let mut array_counts: std::collections::HashMap<String, usize> = Default::default();
     let mut header_line = None;
-    for (index, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if let Some(name) = trimmed
-            .strip_prefix("[[")
-            .and_then(|s| s.split("]]").next())
-        {
-            let name = name.trim().to_owned();
-            let count = array_counts.entry(name.clone()).or_insert(0);
-            table = name.split('.').map(str::to_owned).collect();
-            table.push(format!("[{count}]"));
-            *count += 1;
-        } else if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.split(']').next()) {
-            table = name
-                .trim()
-                .split('.')
-                .map(|s| s.trim().to_owned())
-                .collect();
-        } else if let Some((leaf, _)) = trimmed.split_once('=') {
-            let mut full = table.clone();
-            full.extend(leaf.trim().split('.').map(|s| s.trim().to_owned()));
-            if full == segments {
-                return Some(index + 1);
-            }
-            continue;
-        } else {
-            continue;
-        }
-        if table == segments {
-            header_line = Some(index + 1);
+    for (line, kind) in toml_lines(text) {
+        match kind {
+            TomlLine::Assignment(full, _) if full == segments => return Some(line),
+            TomlLine::Header(table) if table == segments => header_line = Some(line),
+            _ => {}
         }
     }
     header_line.or_else(|| {

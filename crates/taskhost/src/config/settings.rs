@@ -2,7 +2,7 @@
 //! to be parsed, and every problem found here names the key it is about.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::duration::{format_duration, parse_duration};
@@ -197,19 +197,51 @@ pub fn parse_pin(text: &str) -> Result<String, String> {
     Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
 }
 
+/// Where relative `plugins.dirs` are taken from, and the folders used when none is set.
+#[derive(Debug, Clone, Default)]
+pub struct PluginDirs {
+    /// The folder of the source that set `plugins.dirs` (a config file's own folder, the
+    /// working directory for an environment variable); `None`: relative folders are refused.
+    pub base: Option<PathBuf>,
+    /// The folders when no source sets `plugins.dirs` (see `config::default_plugin_dirs`).
+    pub default: Vec<PathBuf>,
+}
+
+/// The largest value of each count, and why: past these a value can only be a mistake, and
+/// would crash the host or exhaust the machine (threads, queue slots, buffered lines).
+pub mod limits {
+    /// `pools.*.max_workers`: one thread each.
+    pub const MAX_WORKERS: i64 = 1024;
+    /// `pools.*.queue_capacity`: queued tasks beyond the running ones.
+    pub const QUEUE_CAPACITY: i64 = 1 << 20;
+    /// `pools.*.max_tasks_per_worker`.
+    pub const MAX_TASKS_PER_WORKER: i64 = u32::MAX as i64;
+    /// `run.max_in_flight`: each item in flight holds its input line and outcome.
+    pub const MAX_IN_FLIGHT: i64 = 1 << 20;
+    /// `run.max_line_bytes`: a line is held in memory whole (1 GiB).
+    pub const MAX_LINE_BYTES: i64 = 1 << 30;
+    /// `routes[].retries`.
+    pub const RETRIES: i64 = 100;
+}
+
 /// Default `max_workers`, as Python's: `min(32, cpus + 4)`.
 pub fn default_max_workers() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cpus + 4).min(32)
 }
 
-/// Validates a merged raw config. `locate(key)` names the source that set `key`.
-pub fn validate(raw: &RawConfig, locate: &dyn Fn(&str) -> String) -> Result<Settings, Vec<Issue>> {
+/// Validates a merged raw config. `locate(key)` names the source that set `key`; `dirs` says
+/// where relative plugin folders are taken from.
+pub fn validate(
+    raw: &RawConfig,
+    locate: &dyn Fn(&str) -> String,
+    dirs: &PluginDirs,
+) -> Result<Settings, Vec<Issue>> {
     let mut v = Validator {
         issues: Vec::new(),
         locate,
     };
-    let plugins = v.plugins(&raw.plugins);
+    let plugins = v.plugins(&raw.plugins, dirs);
     let logging = v.logging(&raw.logging);
     let run = v.run(&raw.run);
     let mut pools = BTreeMap::new();
@@ -263,6 +295,25 @@ pub fn validate(raw: &RawConfig, locate: &dyn Fn(&str) -> String) -> Result<Sett
     }
 }
 
+/// The values a count may take.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    minimum: i64,
+    maximum: i64,
+    /// Why the maximum, for the message.
+    why: &'static str,
+}
+
+impl Range {
+    const fn new(minimum: i64, maximum: i64, why: &'static str) -> Self {
+        Self {
+            minimum,
+            maximum,
+            why,
+        }
+    }
+}
+
 struct Validator<'a> {
     issues: Vec<Issue>,
     locate: &'a dyn Fn(&str) -> String,
@@ -288,7 +339,13 @@ impl Validator<'_> {
         }
     }
 
-    fn count(&mut self, key: &str, value: Option<i64>, minimum: i64, default: usize) -> usize {
+    /// A count from `minimum` to `maximum`; `why` says what the maximum protects.
+    fn count(&mut self, key: &str, value: Option<i64>, range: Range, default: usize) -> usize {
+        let Range {
+            minimum,
+            maximum,
+            why,
+        } = range;
         match value {
             None => default,
             Some(n) if n < minimum => {
@@ -303,22 +360,57 @@ impl Validator<'_> {
                 );
                 default
             }
+            Some(n) if n > maximum => {
+                self.issue(
+                    key,
+                    format!("expected an integer of at most {maximum} ({why}), found {n}"),
+                );
+                default
+            }
             Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         }
     }
 
-    fn plugins(&mut self, raw: &RawPlugins) -> PluginSettings {
-        PluginSettings {
-            dirs: raw
-                .dirs
-                .clone()
-                .unwrap_or_else(|| vec!["target/plugins".to_owned()])
-                .into_iter()
-                .map(PathBuf::from)
+    fn plugins(&mut self, raw: &RawPlugins, dirs: &PluginDirs) -> PluginSettings {
+        let folders = match &raw.dirs {
+            None => dirs.default.clone(),
+            Some(written) => written
+                .iter()
+                .enumerate()
+                .filter_map(|(index, dir)| self.plugin_dir(index, dir, dirs.base.as_deref()))
                 .collect(),
+        };
+        PluginSettings {
+            dirs: folders,
             strict: raw.strict.unwrap_or(false),
             require_pins: raw.require_pins.unwrap_or(false),
             pins: self.pins(raw.pins.as_ref()),
+        }
+    }
+
+    /// A plugin folder as written: an absolute path as it is, a relative one taken from
+    /// `base` (the folder of the file that names it), never from wherever taskhost runs.
+    fn plugin_dir(&mut self, index: usize, dir: &str, base: Option<&Path>) -> Option<PathBuf> {
+        let path = Path::new(dir);
+        if dir.is_empty() {
+            self.issue(
+                "plugins.dirs",
+                format!("expected a folder, found an empty string at position {index}"),
+            );
+            return None;
+        }
+        if path.is_absolute() {
+            return Some(path.to_path_buf());
+        }
+        match base {
+            Some(base) => Some(base.join(path)),
+            None => {
+                self.issue(
+                    "plugins.dirs",
+                    format!("expected an absolute folder, found {dir:?} (there is no folder to take it from)"),
+                );
+                None
+            }
         }
     }
 
@@ -367,8 +459,26 @@ impl Validator<'_> {
 
     fn run(&mut self, raw: &RawRun) -> RunSettings {
         RunSettings {
-            max_in_flight: self.count("run.max_in_flight", raw.max_in_flight, 1, 1024),
-            max_line_bytes: self.count("run.max_line_bytes", raw.max_line_bytes, 1, 1 << 20),
+            max_in_flight: self.count(
+                "run.max_in_flight",
+                raw.max_in_flight,
+                Range::new(
+                    1,
+                    limits::MAX_IN_FLIGHT,
+                    "each item in flight holds its line and its outcome in memory",
+                ),
+                1024,
+            ),
+            max_line_bytes: self.count(
+                "run.max_line_bytes",
+                raw.max_line_bytes,
+                Range::new(
+                    1,
+                    limits::MAX_LINE_BYTES,
+                    "1 GiB: a line is held in memory whole",
+                ),
+                1 << 20,
+            ),
             shutdown_grace: self.duration(
                 "run.shutdown_grace",
                 raw.shutdown_grace.as_ref(),
@@ -393,7 +503,7 @@ impl Validator<'_> {
         let max_workers = self.count(
             &key("max_workers"),
             raw.max_workers,
-            1,
+            Range::new(1, limits::MAX_WORKERS, "each worker is a thread"),
             default_max_workers(),
         );
         let idle_timeout = self.duration(
@@ -401,9 +511,22 @@ impl Validator<'_> {
             raw.idle_timeout.as_ref(),
             Duration::from_secs(30),
         );
-        let max_tasks_per_worker =
-            self.count(&key("max_tasks_per_worker"), raw.max_tasks_per_worker, 0, 0);
-        let queue_capacity = self.count(&key("queue_capacity"), raw.queue_capacity, 0, 0);
+        let max_tasks_per_worker = self.count(
+            &key("max_tasks_per_worker"),
+            raw.max_tasks_per_worker,
+            Range::new(0, limits::MAX_TASKS_PER_WORKER, "0 means unlimited"),
+            0,
+        );
+        let queue_capacity = self.count(
+            &key("queue_capacity"),
+            raw.queue_capacity,
+            Range::new(
+                0,
+                limits::QUEUE_CAPACITY,
+                "queued tasks are held in memory; 0 means unbounded",
+            ),
+            0,
+        );
         let when_full = match raw.when_full.as_deref() {
             None | Some("block") => WhenFull::Block,
             Some("reject") => WhenFull::Reject,
@@ -492,7 +615,12 @@ impl Validator<'_> {
                 ),
             );
         }
-        let retries = self.count(&key("retries"), raw.retries, 0, 0);
+        let retries = self.count(
+            &key("retries"),
+            raw.retries,
+            Range::new(0, limits::RETRIES, "extra attempts after the first"),
+            0,
+        );
         let backoff = self.duration(
             &key("backoff"),
             raw.backoff.as_ref(),

@@ -279,3 +279,244 @@ fn show_round_trips_pins() {
     assert!(again.settings.plugins.require_pins);
     assert_eq!(again.settings.plugins.pins, loaded.settings.plugins.pins);
 }
+
+fn dirs_of(loaded: &Loaded) -> Vec<String> {
+    loaded
+        .settings
+        .plugins
+        .dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect()
+}
+
+#[test]
+fn no_plugin_folder_comes_from_the_working_directory_by_default() {
+    let home = load_from(EMBEDDED_DEFAULT, None, &env(&[("HOME", "/home/ann")])).unwrap();
+    assert_eq!(dirs_of(&home), ["/home/ann/.local/share/taskhost/plugins"]);
+    let xdg = load_from(
+        EMBEDDED_DEFAULT,
+        None,
+        &env(&[("HOME", "/home/ann"), ("XDG_DATA_HOME", "/data/ann")]),
+    )
+    .unwrap();
+    assert_eq!(dirs_of(&xdg), ["/data/ann/taskhost/plugins"]);
+    // A relative XDG_DATA_HOME is ignored (the XDG rule), and so is a relative HOME.
+    let relative = load_from(
+        EMBEDDED_DEFAULT,
+        None,
+        &env(&[("HOME", "ann"), ("XDG_DATA_HOME", "data")]),
+    )
+    .unwrap();
+    assert!(dirs_of(&relative).is_empty(), "{:?}", dirs_of(&relative));
+    let none = load_from(EMBEDDED_DEFAULT, None, &[]).unwrap();
+    assert!(dirs_of(&none).is_empty(), "{:?}", dirs_of(&none));
+}
+
+#[test]
+fn relative_plugin_dirs_are_taken_from_the_config_files_folder() {
+    let loaded = load_from(
+        EMBEDDED_DEFAULT,
+        Some((
+            "/etc/taskhost/site.toml".to_owned(),
+            "[plugins]\ndirs = [\"plugins\", \"../shared/plugins\", \"/opt/plugins\"]\n".to_owned(),
+        )),
+        &env(&[("HOME", "/home/ann")]),
+    )
+    .unwrap();
+    assert_eq!(
+        dirs_of(&loaded),
+        [
+            "/etc/taskhost/plugins",
+            "/etc/taskhost/../shared/plugins",
+            "/opt/plugins"
+        ]
+    );
+    // A file named by a relative path: its folder, made absolute.
+    let cwd = std::env::current_dir().unwrap();
+    let loaded = load_file("[plugins]\ndirs = [\"plugins\"]\n").unwrap();
+    assert_eq!(loaded.settings.plugins.dirs, [cwd.join("plugins")]);
+}
+
+#[test]
+fn relative_plugin_dirs_from_the_environment_are_taken_from_the_working_directory() {
+    let cwd = std::env::current_dir().unwrap();
+    let loaded = load_from(
+        EMBEDDED_DEFAULT,
+        Some((
+            "/etc/taskhost/site.toml".to_owned(),
+            "[plugins]\ndirs = [\"plugins\"]\n".to_owned(),
+        )),
+        &env(&[("TASKHOST_PLUGINS__DIRS", "mine,/opt/plugins")]),
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.settings.plugins.dirs,
+        [cwd.join("mine"), "/opt/plugins".into()]
+    );
+}
+
+#[test]
+fn a_relative_plugin_dir_in_the_embedded_default_is_an_error() {
+    let embedded = format!("{EMBEDDED_DEFAULT}\n").replace(
+        "# dirs = [\"/opt/taskhost/plugins\", \"plugins\"]",
+        "dirs = [\"target/plugins\"]",
+    );
+    assert_ne!(
+        embedded,
+        format!("{EMBEDDED_DEFAULT}\n"),
+        "the example line moved"
+    );
+    let error = load_from(&embedded, None, &[]).unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "key `plugins.dirs`: expected an absolute folder, found \"target/plugins\" (there is \
+             no folder to take it from)"
+        ),
+        "{error}"
+    );
+    let empty = issues("[plugins]\ndirs = [\"\"]\n");
+    assert_eq!(
+        empty,
+        ["my.toml:2: key `plugins.dirs`: expected a folder, found an empty string at position 0"]
+    );
+}
+
+#[test]
+fn absurd_counts_are_errors_that_name_the_limit() {
+    let cases = [
+        (
+            "[pools.io]\nqueue_capacity = 9223372036854775807\n",
+            "my.toml:2: key `pools.io.queue_capacity`: expected an integer of at most 1048576 \
+             (queued tasks are held in memory; 0 means unbounded), found 9223372036854775807",
+        ),
+        (
+            "[pools.io]\nqueue_capacity = 1000000000000\n",
+            "found 1000000000000",
+        ),
+        (
+            "[pools.io]\nmax_workers = 1000000000\n",
+            "my.toml:2: key `pools.io.max_workers`: expected an integer of at most 1024 (each \
+             worker is a thread), found 1000000000",
+        ),
+        (
+            "[pools.io]\nmax_tasks_per_worker = 9223372036854775807\n",
+            "key `pools.io.max_tasks_per_worker`: expected an integer of at most 4294967295",
+        ),
+        (
+            "[run]\nmax_in_flight = 100000000\n",
+            "my.toml:2: key `run.max_in_flight`: expected an integer of at most 1048576 (each \
+             item in flight holds its line and its outcome in memory), found 100000000",
+        ),
+        (
+            "[run]\nmax_line_bytes = 9223372036854775807\n",
+            "my.toml:2: key `run.max_line_bytes`: expected an integer of at most 1073741824 (1 \
+             GiB: a line is held in memory whole), found 9223372036854775807",
+        ),
+        (
+            "[[routes]]\ntask = \"x/*\"\nretries = 4294967296\n",
+            "my.toml:3: key `routes[0].retries`: expected an integer of at most 100 (extra \
+             attempts after the first), found 4294967296",
+        ),
+    ];
+    for (text, expected) in cases {
+        let found = issues(text);
+        assert_eq!(found.len(), 1, "{text:?}: {found:?}");
+        assert!(found[0].contains(expected), "{text:?}: {found:?}");
+    }
+    // The limits themselves are allowed.
+    let loaded = load_file(
+        "[pools.io]\nmax_workers = 1024\nqueue_capacity = 1048576\n\
+         [run]\nmax_in_flight = 1048576\nmax_line_bytes = 1073741824\n",
+    )
+    .unwrap();
+    assert_eq!(loaded.settings.pools["io"].queue_capacity, 1 << 20);
+    assert_eq!(loaded.settings.run.max_line_bytes, 1 << 30);
+}
+
+#[test]
+fn every_wrong_type_and_unknown_key_of_a_file_is_reported_at_once() {
+    let text = "[run]\n\
+                max_in_flight = \"x\"\n\
+                max_line_bytes = \"y\"\n\
+                [pools.io]\n\
+                max_workers = \"many\"\n\
+                max_wrokers = 3\n\
+                [[routes]]\n\
+                task = \"a/*\"\n\
+                retries = \"r\"\n\
+                [[routes]]\n\
+                task = \"b/*\"\n\
+                pool = [\"gpu\"]\n\
+                [plugins]\n\
+                strict = \"maybe\"\n";
+    let mut found = issues(text);
+    found.sort();
+    let expected = [
+        "my.toml:12: key `routes[1].pool`: wrong type: expected a string, found",
+        "my.toml:14: key `plugins.strict`: wrong type: expected a boolean, found string \"maybe\"",
+        "my.toml:2: key `run.max_in_flight`: wrong type: expected an integer, found string \"x\"",
+        "my.toml:3: key `run.max_line_bytes`: wrong type: expected an integer, found string \"y\"",
+        "my.toml:5: key `pools.io.max_workers`: wrong type: expected an integer, found string \"many\"",
+        "my.toml:6: key `pools.io.max_wrokers`: unknown field `max_wrokers`",
+        "my.toml:9: key `routes[0].retries`: wrong type: expected an integer, found string \"r\"",
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (found, expected) in found.iter().zip(expected) {
+        assert!(
+            found.starts_with(expected),
+            "{found:?} does not start with {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn wrong_types_in_the_file_and_the_environment_are_all_reported() {
+    let error = load_from(
+        EMBEDDED_DEFAULT,
+        Some((
+            "my.toml".to_owned(),
+            "[pools.io]\nmax_workers = \"many\"\n".to_owned(),
+        )),
+        &env(&[
+            ("TASKHOST_RUN__MAX_IN_FLIGHT", "lots"),
+            ("TASKHOST_POOLS__CPU__MAX_WROKERS", "3"),
+        ]),
+    )
+    .unwrap_err();
+    let found: Vec<String> = error.issues().iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(error
+        .to_string()
+        .starts_with("invalid configuration (3 problems):"));
+    for variable in [
+        "environment variable TASKHOST_RUN__MAX_IN_FLIGHT: key `run.max_in_flight`",
+        "environment variable TASKHOST_POOLS__CPU__MAX_WROKERS: key `pools.cpu.max_wrokers`",
+    ] {
+        assert!(
+            found.iter().any(|f| f.starts_with(variable)),
+            "{variable}: {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn an_integer_too_large_for_toml_names_the_line_and_key() {
+    let found = issues("# limits\n[run]\nmax_line_bytes = 18446744073709551615\n");
+    assert_eq!(
+        found,
+        [
+            "my.toml:3: key `run.max_line_bytes`: expected an integer of at most \
+          9223372036854775807 (the largest TOML allows), found 18446744073709551615"
+        ]
+    );
+    let found = issues("[pools.io]\nqueue_capacity = -9_223_372_036_854_775_809 # min - 1\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("my.toml:2: key `pools.io.queue_capacity`: expected an integer"),
+        "{found:?}"
+    );
+    // The smallest and largest TOML integers parse, and are then checked against the limits.
+    let found = issues("[pools.io]\nqueue_capacity = -9223372036854775808\n");
+    assert!(found[0].contains("at least 0"), "{found:?}");
+}
