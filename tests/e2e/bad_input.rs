@@ -344,3 +344,109 @@ fn a_plugin_file_truncated_inside_its_segments_is_skipped_with_a_warning() {
         run.stderr
     );
 }
+
+/// Integer ids used to go through `f64`: `…123` and `…124` both became `1.2345678901234568e+22`.
+#[test]
+fn number_ids_are_kept_exactly_as_written() {
+    let dir = Dir::new();
+    let input = "{\"id\":12345678901234567890123,\"task\":\"testkit/echo\"}\n\
+                 {\"id\":12345678901234567890124,\"task\":\"testkit/echo\"}\n\
+                 {\"id\":1e3,\"task\":\"testkit/echo\"}\n\
+                 {\"id\":-0.50,\"task\":\"testkit/echo\"}\n";
+    let run = dir.run(&["run"], input);
+    run.assert_code(0);
+    let ids: Vec<String> = by_id(&run.outcomes()).into_keys().collect();
+    assert_eq!(
+        ids,
+        [
+            "-0.50",
+            "12345678901234567890123",
+            "12345678901234567890124",
+            "1e3"
+        ]
+    );
+}
+
+/// Plugin output must be JSON: it used to become a JSON string with status `ok`, invalid UTF-8
+/// replaced with U+FFFD.
+#[test]
+fn plugin_output_that_is_not_json_fails_and_shows_it() {
+    let dir = Dir::new();
+    let item = |id: &str, bytes: &[u8]| {
+        format!("{{\"id\":\"{id}\",\"task\":\"testkit/raw\",\"input\":{{\"bytes\":{bytes:?}}}}}\n")
+    };
+    let input = [
+        item("text", b"plain text"),
+        item("utf8", b"\"caf\xe9\""),
+        item("json", b"[1, 2]"),
+    ]
+    .concat();
+    let run = dir.run(&["run"], &input);
+    run.assert_code(1);
+    let by_id = by_id(&run.outcomes());
+    assert_eq!(by_id["json"]["status"], "ok");
+    assert_eq!(by_id["json"]["output"], serde_json::json!([1, 2]));
+    assert_eq!(by_id["text"]["status"], "failed");
+    assert_eq!(
+        by_id["text"]["error"],
+        "output is not JSON: expected value at line 1 column 1 (10 bytes, starting with \"plain text\")"
+    );
+    assert!(by_id["text"].get("output").is_none());
+    assert_eq!(by_id["utf8"]["status"], "failed");
+    assert_eq!(
+        by_id["utf8"]["error"],
+        "output is not JSON: invalid UTF-8 at byte 4 of 6 (output starts with \"\\\"caf\\xe9\\\"\")"
+    );
+    assert_eq!(
+        by_id["utf8"]["attempts"], 1,
+        "not retried: it would say the same"
+    );
+}
+
+/// `taskhost run >&-` used to exit 0 with no record (the Rust runtime puts `/dev/null` in place
+/// of a closed descriptor).
+#[test]
+fn a_closed_stdout_is_an_error_and_dev_null_is_not() {
+    let dir = Dir::new();
+    let item = "{\"id\":\"a\",\"task\":\"testkit/echo\"}\n";
+    let shell = |redirect: &str| {
+        let mut command = std::process::Command::new("sh");
+        let taskhost = dir.command();
+        command
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg(format!("exec \"$0\" \"$@\" {redirect}"));
+        command.arg(taskhost.get_program());
+        command.args(taskhost.get_args());
+        for (name, value) in taskhost.get_envs() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        command.args(["run"]);
+        command
+    };
+    let closed = dir.run_command(&mut shell(">&-"), item);
+    closed.assert_code(2);
+    assert!(
+        closed
+            .stderr
+            .contains("taskhost: error: stdout is closed, so the outcome records would go nowhere"),
+        "{}",
+        closed.stderr
+    );
+    dir.run_command(&mut shell(">/dev/null"), item)
+        .assert_code(0);
+    // Records to a file do not need stdout.
+    let output = dir.path().join("out.jsonl");
+    dir.run_command(
+        shell(">&-").args(["--output", output.to_str().unwrap()]),
+        item,
+    )
+    .assert_code(0);
+    assert_eq!(
+        crate::util::parse_jsonl(&std::fs::read_to_string(&output).unwrap()).len(),
+        1
+    );
+}

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::trace::WaitTimeout;
-use crate::util::{by_id, jsonl, Dir};
+use crate::util::{by_id, jsonl, Dir, Run};
 
-/// The ids of a journal's complete lines (a torn last line is left out, as `--resume` does).
+/// The ids of a journal's complete lines (a torn last line is left out, as `--resume` does,
+/// and so is the header that says what the journal belongs to).
 fn journal_ids(path: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let complete = match text.rfind('\n') {
@@ -22,6 +23,9 @@ fn journal_ids(path: &std::path::Path) -> Vec<String> {
     };
     complete
         .lines()
+        .enumerate()
+        .filter(|(n, l)| !(*n == 0 && l.starts_with("{\"taskhost_journal\":")))
+        .map(|(_, l)| l)
         .map(|l| serde_json::from_str::<String>(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
         .collect()
 }
@@ -251,7 +255,7 @@ fn cancelled_items_are_not_journaled_so_a_resume_redoes_them() {
     ]);
     std::thread::sleep(Duration::from_millis(600));
     crate::signals::send_signal(&child, "INT");
-    let first = crate::util::Run::from(child.wait_with_output_timeout());
+    let first = Run::from(child.wait_with_output_timeout());
     first.assert_code(130);
     let outcomes = first.outcomes();
     assert_eq!(outcomes.len(), 400, "every line read has a record");
@@ -346,4 +350,197 @@ fn a_journal_with_records_needs_resume_and_the_output_is_left_alone() {
         "{}",
         run.stderr
     );
+}
+
+/// `taskhost run -i INPUT -o OUTPUT --journal JOURNAL [--resume]`.
+fn journaled(dir: &Dir, input: &str, output: &str, journal: &str, resume: bool) -> Run {
+    let mut args = vec!["run", "-i", input, "-o", output, "--journal", journal];
+    if resume {
+        args.push("--resume");
+    }
+    dir.run(&args, "")
+}
+
+/// Ids used to collide silently: `1` and `"1"`, and an item without an id (its line number)
+/// with an explicit id; `--resume` then skipped the second item as if it were done.
+#[test]
+fn a_duplicate_id_is_invalid_and_names_the_first_line() {
+    let dir = Dir::new();
+    let journal = dir.path().join("j");
+    let journal_arg = journal.to_str().unwrap();
+    let input = "{\"id\":1,\"task\":\"testkit/echo\",\"input\":\"number\"}\n\
+                 {\"id\":\"1\",\"task\":\"testkit/echo\",\"input\":\"string\"}\n\
+                 {\"id\":\"4\",\"task\":\"testkit/echo\",\"input\":\"explicit\"}\n\
+                 {\"task\":\"testkit/echo\",\"input\":\"implicit\"}\n\
+                 {\"id\":\"1\",\"task\":\"testkit/echo\",\"input\":\"again\"}\n";
+    let input_path = dir.write("in.jsonl", input);
+    let input_arg = input_path.to_str().unwrap();
+    let run = dir.run(&["run", "-i", input_arg, "--journal", journal_arg], "");
+    run.assert_code(1);
+    let mut records: Vec<(u64, String, String, String)> = run
+        .outcomes()
+        .iter()
+        .map(|o| {
+            (
+                o["line"].as_u64().unwrap(),
+                o["id"].as_str().unwrap().to_owned(),
+                o["status"].as_str().unwrap().to_owned(),
+                o["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    records.sort();
+    let expected = [
+        (1, "1", "ok", ""),
+        (2, "1", "invalid", "line 2: duplicate id \"1\", first on line 1"),
+        (3, "4", "ok", ""),
+        (
+            4,
+            "4",
+            "invalid",
+            "line 4: duplicate id \"4\", first on line 3 (an item without an `id` takes its line number as id)",
+        ),
+        (5, "1", "invalid", "line 5: duplicate id \"1\", first on line 1"),
+    ]
+    .map(|(line, id, status, error)| (line, id.to_owned(), status.to_owned(), error.to_owned()));
+    assert_eq!(records, expected);
+    // A resumed run says the same about the duplicates: it does not skip them as done.
+    let again = dir.run(
+        &["run", "-i", input_arg, "--journal", journal_arg, "--resume"],
+        "",
+    );
+    again.assert_code(1);
+    let lines: Vec<u64> = again
+        .outcomes()
+        .iter()
+        .filter(|o| o["status"] == "invalid")
+        .map(|o| o["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", again.stdout);
+}
+
+/// Two runs on one journal used to both exit 0 and interleave their ids.
+#[test]
+fn a_second_run_on_a_journal_or_resumed_output_in_use_is_refused_with_exit_2() {
+    let dir = Dir::new();
+    let input = dir.write(
+        "in.jsonl",
+        &jsonl(&[json!({"id": "long", "task": "testkit/sleep", "input": {"ms": 30000}})]),
+    );
+    let input_arg = input.to_str().unwrap();
+    let journal = dir.path().join("j");
+    let output = dir.path().join("out.jsonl");
+    let (journal_arg, output_arg) = (journal.to_str().unwrap(), output.to_str().unwrap());
+    let first = dir.spawn(&[
+        "run",
+        "-i",
+        input_arg,
+        "-o",
+        output_arg,
+        "--journal",
+        journal_arg,
+    ]);
+    // The journal gets its header once the first run holds it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&journal).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first run never opened its journal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let other = dir.path().join("j2");
+    let refused = [
+        // The same journal, a fresh run and a resumed one.
+        (
+            dir.run(&["run", "-i", input_arg, "--journal", journal_arg], ""),
+            format!("taskhost: error: journal {journal_arg} is in use by another taskhost run"),
+        ),
+        (
+            journaled(&dir, input_arg, output_arg, journal_arg, true),
+            format!("taskhost: error: journal {journal_arg} is in use by another taskhost run"),
+        ),
+        // Another journal, the same output: resuming would append to a file being written.
+        (
+            journaled(&dir, input_arg, output_arg, other.to_str().unwrap(), true),
+            format!(
+                "taskhost: error: opening output {output_arg} to append: it is in use by \
+                 another taskhost run"
+            ),
+        ),
+    ];
+    for (run, message) in refused {
+        run.assert_code(2);
+        assert!(run.stderr.contains(&message), "{}", run.stderr);
+    }
+    crate::signals::send_signal(&first, "INT");
+    let first = Run::from(first.wait_with_output_timeout());
+    first.assert_code(130);
+    // The refused runs wrote nothing into the first run's files.
+    assert_eq!(journal_ids(&journal), Vec::<String>::new());
+    assert_eq!(outcomes_of(&output).len(), 1);
+}
+
+/// `--resume` used to carry on silently with a deleted output (707 of 2000 records came back)
+/// or a changed input.
+#[test]
+fn resume_checks_the_output_and_input_the_journal_belongs_to() {
+    let dir = Dir::new();
+    let items = |n: usize| {
+        jsonl(
+            &(0..n)
+                .map(|i| json!({"id": format!("r{i}"), "task": "testkit/echo", "input": i}))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let input = dir.write("in.jsonl", &items(3));
+    let journal = dir.path().join("j");
+    let output = dir.path().join("out.jsonl");
+    let (input_arg, journal_arg, output_arg) = (
+        input.to_str().unwrap(),
+        journal.to_str().unwrap(),
+        output.to_str().unwrap(),
+    );
+    journaled(&dir, input_arg, output_arg, journal_arg, false).assert_code(0);
+    let resume = |output: &str| journaled(&dir, input_arg, output, journal_arg, true);
+    // Another output: allowed, with a warning.
+    let elsewhere = dir.path().join("elsewhere.jsonl");
+    let run = resume(elsewhere.to_str().unwrap());
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains(&format!(
+            "journal.other_output: the records of the 3 finished items the journal holds are in \
+             {output_arg}; this run writes the rest to {}",
+            elsewhere.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    // The output is gone.
+    let kept = std::fs::read(&output).unwrap();
+    std::fs::remove_file(&output).unwrap();
+    let run = resume(output_arg);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "holds 3 finished items whose records went to {output_arg}, which does not exist any more"
+        )),
+        "{}",
+        run.stderr
+    );
+    // The input grew: a warning, and only the new item runs.
+    std::fs::write(&output, kept).unwrap();
+    std::fs::write(&input, items(4)).unwrap();
+    let run = resume(output_arg);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains(&format!(
+            "journal.input_changed: input {} changed since the journal was started",
+            input.canonicalize().unwrap().display()
+        )),
+        "{}",
+        run.stderr
+    );
+    let ids: Vec<String> = by_id(&outcomes_of(&output)).into_keys().collect();
+    assert_eq!(ids, ["r0", "r1", "r2", "r3"]);
 }

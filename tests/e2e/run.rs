@@ -419,3 +419,67 @@ fn demo_runs_the_default_configs_jobs() {
     assert!(run.stderr.contains("pool cpu"), "{}", run.stderr);
     assert!(run.stderr.contains("status: ok"), "{}", run.stderr);
 }
+
+/// A plugin's prints used to land in the outcome stream: `no newline hereRAW-WRITE-NO-NL{"id":…}`.
+#[test]
+fn what_a_plugin_prints_goes_to_stderr_not_into_the_records() {
+    let dir = Dir::new();
+    let mut items = Vec::new();
+    for i in 0..50 {
+        items.push(json!({"id": format!("p{i}"), "task": "testkit/print", "input": {"text": "no newline hereRAW-WRITE-NO-NL"}}));
+        items.push(json!({"id": format!("e{i}"), "task": "testkit/echo", "input": i}));
+    }
+    let run = dir.run(&["run"], &jsonl(&items));
+    run.assert_code(0);
+    // Every stdout line is a whole record.
+    let outcomes = run.outcomes();
+    assert_eq!(by_id(&outcomes).len(), 100);
+    assert!(!run.stdout.contains("RAW-WRITE"));
+    assert_eq!(
+        run.stderr.matches("RAW-WRITE-NO-NL").count(),
+        50,
+        "{}",
+        run.stderr
+    );
+}
+
+/// A task that ignores its stop request used to hold the run forever after its timeout.
+#[test]
+fn a_task_that_ignores_its_timeout_is_given_up_on_and_the_run_ends() {
+    let dir = Dir::with_config(
+        "[[routes]]\ntask = \"testkit/stuck\"\npool = \"default\"\ntimeout = \"200ms\"\nretries = 2\n",
+    );
+    let input = dir.write(
+        "in.jsonl",
+        &jsonl(&[
+            json!({"id": "stuck", "task": "testkit/stuck", "input": {"ms": 600_000}}),
+            json!({"id": "fine", "task": "testkit/echo", "input": 1}),
+        ]),
+    );
+    let started = std::time::Instant::now();
+    let mut command = dir.command();
+    command
+        .env("TASKHOST_RUN__SHUTDOWN_GRACE", "300ms")
+        .args(["run", "-i", input.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    use crate::trace::WaitTimeout;
+    let run = crate::util::Run::from(command.spawn().unwrap().wait_with_output_timeout());
+    let took = started.elapsed();
+    run.assert_code(1);
+    assert!(took.as_secs() < 30, "took {took:?}");
+    let by_id = by_id(&run.outcomes());
+    assert_eq!(by_id["fine"]["status"], "ok");
+    let stuck = &by_id["stuck"];
+    assert_eq!(stuck["status"], "timed_out");
+    // Given up on, not retried: another attempt would take another worker for good.
+    assert_eq!(stuck["attempts"], 1);
+    assert_eq!(
+        stuck["error"],
+        "ran longer than its 200ms timeout and did not stop within 300ms of being asked to: \
+         given up on (the task ignores cancellation; its worker thread stays busy)"
+    );
+    let ran = stuck["ran_ms"].as_f64().unwrap();
+    assert!((450.0..30_000.0).contains(&ran), "ran_ms {ran}");
+}

@@ -153,26 +153,47 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             let (settings, _) = load_settings(file.as_deref())?;
             let bar = SharedBar::default();
             let _guard = init_telemetry(&cli, &settings, &bar)?;
+            // Before any plugin is loaded: its constructors may print already.
+            let stdout = (args.output == "-")
+                .then(|| crate::sink::take_stdout().or_exit(EXIT_USAGE))
+                .transpose()?;
             let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
             let host = Host::load(&settings)?;
             let progress = !cli.global.no_progress;
             // The journal first: refusing it must not clobber the output file.
             let journal = match &args.journal {
                 Some(path) => {
-                    Some(dispatch::journal::Journal::open(path, args.resume).or_exit(EXIT_USAGE)?)
+                    let generated = match (&args.expand, args.jobs) {
+                        (Some(task), _) => {
+                            Some(format!("--expand {task} --params {}", args.params))
+                        }
+                        (None, true) => Some("--jobs".to_owned()),
+                        (None, false) => None,
+                    };
+                    let identity = dispatch::journal::JournalHeader::new(
+                        args.input.as_deref(),
+                        generated,
+                        &args.output,
+                    );
+                    Some(
+                        dispatch::journal::Journal::open(path, args.resume, &identity)
+                            .or_exit(EXIT_USAGE)?,
+                    )
                 }
                 None => None,
             };
             let source = open_source(args, &settings, &host, progress)?;
-            let sink = if args.resume && args.output != "-" {
-                // Resuming appends to the output (a torn last record is cut off).
-                let file = crate::sink::open_for_append(Path::new(&args.output))
-                    .and_then(JsonlSink::file)
-                    .with_context(|| format!("opening output {} to append", args.output))
-                    .or_exit(EXIT_USAGE)?;
-                Box::new(file)
-            } else {
-                open_sink(&args.output)?
+            let sink: Box<dyn OutcomeSink> = match stdout {
+                Some(stdout) => Box::new(JsonlSink::new(stdout)),
+                None if args.resume => {
+                    // Resuming appends to the output (a torn last record is cut off).
+                    let file = crate::sink::open_for_append(Path::new(&args.output))
+                        .and_then(JsonlSink::file)
+                        .with_context(|| format!("opening output {} to append", args.output))
+                        .or_exit(EXIT_USAGE)?;
+                    Box::new(file)
+                }
+                None => open_sink(&args.output)?,
             };
             let (source, sink, journal) = match journal {
                 Some((journal, contents)) => {
@@ -455,9 +476,10 @@ fn count_lines(path: &Path) -> io::Result<u64> {
 
 fn open_sink(output: &str) -> Result<Box<dyn OutcomeSink>, Failure> {
     if output == "-" {
-        return Ok(Box::new(JsonlSink::new(io::stdout())));
+        let stdout = crate::sink::take_stdout().or_exit(EXIT_USAGE)?;
+        return Ok(Box::new(JsonlSink::new(stdout)));
     }
-    let file = File::create(output)
+    let file = crate::sink::create_output(Path::new(output))
         .and_then(JsonlSink::file)
         .with_context(|| format!("creating output {output}"))
         .or_exit(EXIT_USAGE)?;

@@ -6,6 +6,7 @@
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -111,12 +112,20 @@ pub trait OutcomeSink: Send {
     }
 }
 
+/// Records wait in the sink's buffer at most about this long (plus the writer's 50 ms tick): a
+/// process that ends abruptly (a plugin calling `exit`, `kill -9`) loses at most that much, and
+/// whoever reads the stream sees records as they finish.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
 /// JSON lines to any writer.
 #[derive(Debug)]
 pub struct JsonlSink<W: Write> {
     writer: io::BufWriter<W>,
     /// The output file, for [`OutcomeSink::sync`]; `None` for stdout and other writers.
     file: Option<std::fs::File>,
+    /// Records are in the buffer, not yet handed to the writer.
+    unflushed: bool,
+    last_flush: Instant,
 }
 
 impl<W: Write + Send> JsonlSink<W> {
@@ -124,6 +133,8 @@ impl<W: Write + Send> JsonlSink<W> {
         Self {
             writer: io::BufWriter::with_capacity(64 * 1024, writer),
             file: None,
+            unflushed: false,
+            last_flush: Instant::now(),
         }
     }
 }
@@ -140,25 +151,131 @@ impl JsonlSink<std::fs::File> {
 
 impl<W: Write + Send> OutcomeSink for JsonlSink<W> {
     fn write(&mut self, outcome: &Outcome) -> io::Result<()> {
+        self.unflushed = true;
         serde_json::to_writer(&mut self.writer, outcome)?;
         self.writer.write_all(b"\n")
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.unflushed = false;
+        self.last_flush = Instant::now();
         self.writer.flush()
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.writer.flush()?;
+        self.flush()?;
         match &self.file {
             Some(file) => file.sync_data(),
             None => Ok(()),
         }
     }
+
+    fn tick(&mut self) -> io::Result<()> {
+        if self.unflushed && self.last_flush.elapsed() >= FLUSH_INTERVAL {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Takes an output file's lock (`flock`) for as long as `file` (or a clone) is open: two runs
+/// writing one output interleave and tear each other's records.
+/// Only regular files are locked: `/dev/null` or a FIFO may serve many runs at once.
+fn lock_output(file: &std::fs::File) -> io::Result<()> {
+    if !file.metadata()?.is_file() {
+        return Ok(());
+    }
+    if try_lock(file)? {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "it is in use by another taskhost run (it holds the file's lock)",
+        ))
+    }
+}
+
+/// Takes an exclusive `flock` on `file` without waiting: false when another open file holds
+/// it. The lock lasts as long as the file (or a clone of it) stays open. (`rustix`, not std's
+/// `File::try_lock`: that needs Rust 1.89, above this workspace's minimum.)
+#[cfg(unix)]
+pub fn try_lock(file: &std::fs::File) -> io::Result<bool> {
+    use rustix::fs::{flock, FlockOperation};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Not on Unix: no lock.
+#[cfg(not(unix))]
+pub fn try_lock(_file: &std::fs::File) -> io::Result<bool> {
+    Ok(true)
+}
+
+/// Creates (or empties) the output file at `path`, locked for the life of the run. The lock
+/// is taken before the file is emptied, so a second run cannot clobber a running one's output.
+pub fn create_output(path: &std::path::Path) -> io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    lock_output(&file)?;
+    if file.metadata()?.is_file() {
+        file.set_len(0)?;
+    }
+    Ok(file)
+}
+
+/// The outcome stream for `--output -`: a private duplicate of stdout, after which descriptor
+/// 1 is pointed at stderr. Plugins run in this process and may print, or close descriptor 1;
+/// what they print then goes to stderr, and the records stay whole on a descriptor of their own.
+///
+/// A closed stdout (`>&-`) is an error: the Rust runtime replaces a closed standard descriptor
+/// with `/dev/null` opened read-write, and every record would vanish there. (A shell's
+/// `>/dev/null` opens it write-only, and is honoured.)
+#[cfg(unix)]
+pub fn take_stdout() -> io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    let stdout = io::stdout();
+    let fd = stdout.as_fd();
+    if is_stand_in_for_a_closed_descriptor(fd) {
+        return Err(io::Error::other(
+            "stdout is closed, so the outcome records would go nowhere: give it somewhere to go, \
+             or pass --output FILE (--output /dev/null to discard them)",
+        ));
+    }
+    // `F_DUPFD_CLOEXEC`: the copy is not inherited by anything a plugin spawns.
+    let private = fd.try_clone_to_owned()?;
+    rustix::stdio::dup2_stdout(io::stderr().as_fd())?;
+    Ok(std::fs::File::from(private))
+}
+
+/// Not on Unix: the outcome stream is stdout itself.
+#[cfg(not(unix))]
+pub fn take_stdout() -> io::Result<io::Stdout> {
+    Ok(io::stdout())
+}
+
+/// Whether `fd` is `/dev/null` open for reading and writing: what the Rust runtime puts in
+/// place of a standard descriptor that was closed when the process started.
+#[cfg(unix)]
+fn is_stand_in_for_a_closed_descriptor(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use rustix::fs::{fcntl_getfl, fstat, stat, OFlags};
+    let (Ok(here), Ok(null)) = (fstat(fd), stat("/dev/null")) else {
+        return false;
+    };
+    let read_write = fcntl_getfl(fd)
+        .map(|flags| flags & OFlags::RWMODE == OFlags::RDWR)
+        .unwrap_or(false);
+    here.st_rdev == null.st_rdev && here.st_ino == null.st_ino && read_write
 }
 
 /// Opens (or creates) `path` to append records to, cutting off a torn last line (one without
-/// its `\n`, left by a crash) so that the next record starts on a line of its own.
+/// its `\n`, left by a crash) so that the next record starts on a line of its own. The file is
+/// locked for as long as it is open (see [`create_output`]).
 pub fn open_for_append(path: &std::path::Path) -> io::Result<std::fs::File> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::OpenOptions::new()
@@ -167,6 +284,7 @@ pub fn open_for_append(path: &std::path::Path) -> io::Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .open(path)?;
+    lock_output(&file)?;
     let len = file.metadata()?.len();
     // Find the end of the last whole line, reading backwards.
     let mut end = len;

@@ -30,6 +30,8 @@ pub enum EntryBody {
     Oversized { bytes: usize },
     /// An item already parsed (from `expand` or a job).
     Item(WorkItem),
+    /// A line refused before it reached the dispatcher (a duplicate id): recorded `invalid`.
+    Refused(InvalidLine),
 }
 
 /// One entry and its 1-based position in the source.
@@ -216,11 +218,17 @@ pub fn parse_line(bytes: &[u8], line: u64) -> Result<WorkItem, InvalidLine> {
         .map_err(|error| invalid(format!("{expected}, found a parse error: {error}")))?;
     let id = match wire.id {
         None => line.to_string(),
-        // A plain non-negative integer is its own text: no parse, no formatting.
-        Some(raw) if is_small_integer(raw.get()) => raw.get().to_owned(),
+        // A number is kept exactly as written: read through `f64`, big integers would round
+        // into each other (`12345678901234567890123` and `…124`).
+        Some(raw)
+            if raw
+                .get()
+                .starts_with(|c: char| c == '-' || c.is_ascii_digit()) =>
+        {
+            raw.get().to_owned()
+        }
         Some(raw) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
             Ok(serde_json::Value::String(s)) => s,
-            Ok(serde_json::Value::Number(n)) => n.to_string(),
             Ok(serde_json::Value::Null) => line.to_string(),
             _ => {
                 return Err(invalid(format!(
@@ -243,20 +251,12 @@ pub fn parse_line(bytes: &[u8], line: u64) -> Result<WorkItem, InvalidLine> {
     Ok(WorkItem { id, task, input })
 }
 
-/// Up to 19 digits without a leading zero: a JSON integer that `u64` holds and that
-/// `serde_json::Number` would print back unchanged.
-fn is_small_integer(text: &str) -> bool {
-    (1..=19).contains(&text.len())
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn integer_ids_read_as_serde_json_would_print_them() {
+    fn number_ids_are_kept_exactly_as_written() {
         for text in [
             "0",
             "7",
@@ -264,14 +264,14 @@ mod tests {
             "-3",
             "1.5",
             "1e3",
-            "12345678901234567890",
+            "1.0",
+            "12345678901234567890123",
+            "12345678901234567890124",
         ] {
             let item =
-                parse_line(format!(r#"{{"id":{text},"task":"a/b"}}"#).as_bytes(), 1).unwrap();
-            let number: serde_json::Number = serde_json::from_str(text).unwrap();
-            assert_eq!(item.id, number.to_string(), "{text}");
+                parse_line(format!(r#"{{"id": {text} ,"task":"a/b"}}"#).as_bytes(), 1).unwrap();
+            assert_eq!(item.id, text);
         }
-        assert!(!is_small_integer("007") && !is_small_integer("") && is_small_integer("0"));
     }
 
     fn entries(text: &str, limit: usize) -> Vec<Entry> {

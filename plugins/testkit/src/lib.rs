@@ -1,7 +1,9 @@
-//! `testkit`: small tasks that exercise the host — echo, sleep, fail, panic, log, progress, spin.
+//! `testkit`: small tasks that exercise the host — echo, sleep, fail, panic, log, progress, spin —
+//! and misbehaving ones that the host must survive: `print` (writes to stdout), `exit` (ends the
+//! process), `raw` (returns output that is not JSON), `stuck` (ignores cancellation).
 //!
-//! Used by the loader's and the host's tests and by the benchmarks. Every task that takes time
-//! (`sleep`, `spin`, `progress`) honours cancellation within a few milliseconds.
+//! Used by the loader's and the host's tests and by the benchmarks. Every well-behaved task that
+//! takes time (`sleep`, `spin`, `progress`) honours cancellation within a few milliseconds.
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,31 @@ pub struct Steps {
     /// Milliseconds to wait between reports.
     #[serde(default)]
     pub step_ms: u64,
+}
+
+/// Input of `print`.
+#[derive(Debug, Deserialize)]
+pub struct Print {
+    /// Written to stdout as it is (no newline added).
+    pub text: String,
+}
+
+/// Input of `exit`.
+#[derive(Debug, Deserialize)]
+pub struct Exit {
+    /// The process's exit status.
+    pub code: i32,
+    /// Exit from a new thread after this many milliseconds (the task itself returns at once);
+    /// `None`: exit from the task, at once.
+    #[serde(default)]
+    pub after_ms: Option<u64>,
+}
+
+/// Input of `raw`.
+#[derive(Debug, Deserialize)]
+pub struct Raw {
+    /// The output, byte for byte.
+    pub bytes: Vec<u8>,
 }
 
 /// `echo`: the input, unchanged.
@@ -122,6 +149,48 @@ pub fn progress(input: Steps, ctx: &TaskContext<'_>) -> Result<u64, TaskError> {
     Ok(input.steps)
 }
 
+/// `print`: writes `text` to the process's stdout, as a careless plugin would.
+pub fn print(input: Print, _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout();
+    stdout
+        .write_all(input.text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| TaskError::failed(format!("writing to stdout: {error}")))
+}
+
+/// `exit`: ends the whole process with `code`, from the task or, after `after_ms`, from a
+/// thread of its own.
+pub fn exit(input: Exit, _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+    match input.after_ms {
+        None => std::process::exit(input.code),
+        Some(ms) => {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(ms));
+                std::process::exit(input.code)
+            });
+            Ok(())
+        }
+    }
+}
+
+/// `raw`: returns `bytes` as the output, JSON or not.
+pub fn raw(input: &[u8], _ctx: &TaskContext<'_>) -> Result<Vec<u8>, TaskError> {
+    let raw: Raw = serde_json::from_slice(input).map_err(|error| {
+        TaskError::invalid_input(format!("expected {{\"bytes\": [..]}}: {error}"))
+    })?;
+    Ok(raw.bytes)
+}
+
+/// `stuck`: sleeps `ms` milliseconds and never looks at the cancellation flag.
+pub fn stuck(input: Millis, _ctx: &TaskContext<'_>) -> Result<Elapsed, TaskError> {
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(input.ms));
+    Ok(Elapsed {
+        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
 /// The plugin, as the host sees it.
 pub fn plugin() -> Plugin {
     Plugin::new("testkit", env!("CARGO_PKG_VERSION"))
@@ -136,6 +205,14 @@ pub fn plugin() -> Plugin {
         .task("panic", "panics with `message`", panic)
         .task("log", "logs `message` at every level", log)
         .task("progress", "reports `steps` progress updates", progress)
+        .task("print", "writes `text` to stdout (misbehaves)", print)
+        .task("exit", "ends the process with `code` (misbehaves)", exit)
+        .raw_task("raw", "returns `bytes` as its output, JSON or not", raw)
+        .task(
+            "stuck",
+            "sleeps `ms` milliseconds, ignoring cancellation (misbehaves)",
+            stuck,
+        )
 }
 
 export_plugin!(plugin);

@@ -31,7 +31,7 @@
 //!
 //! The skip set holds every id of the journal in memory (a `HashSet<String>`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sink::{Outcome, OutcomeSink, Status};
-use crate::source::{parse_line, Entry, EntryBody, WorkSource};
+use crate::source::{parse_line, Entry, EntryBody, InvalidLine, WorkSource};
 
 /// Ids wait at most about this long (plus the writer's 50 ms tick) before they are committed.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
@@ -67,11 +67,107 @@ pub enum JournalError {
          or remove the file to start over"
     )]
     NotEmpty { path: PathBuf, records: usize },
+    #[error(
+        "journal {path} is in use by another taskhost run (it holds the journal's lock): \
+         wait for that run to end, or give this one another journal"
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "journal {path} holds {records} finished items whose records went to {output}, \
+         which does not exist any more: restore it, or remove the journal to start over"
+    )]
+    OutputMissing {
+        path: PathBuf,
+        output: String,
+        records: usize,
+    },
+}
+
+/// What a journal belongs to, written as its first line when it is created and checked by
+/// `--resume`: resuming into an output that was deleted would leave the finished items' records
+/// nowhere, and another output or a changed input deserve a word.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalHeader {
+    /// The format version (1).
+    pub taskhost_journal: u32,
+    /// Where the items come from: an absolute file path, `-` for stdin, or the `--expand` /
+    /// `--jobs` that made them.
+    pub input: String,
+    /// The input file's size and modification time (nanoseconds since the epoch), when a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_modified_ns: Option<u128>,
+    /// The outcome records' file as an absolute path, or `-` for stdout.
+    pub output: String,
+}
+
+impl JournalHeader {
+    pub const VERSION: u32 = 1;
+
+    /// The identity of `input` (a file path, `-`, or a description of generated items) and
+    /// `output` (a file path or `-`).
+    pub fn new(input: Option<&str>, generated: Option<String>, output: &str) -> Self {
+        let absolute = |path: &str| {
+            std::path::absolute(path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| path.to_owned())
+        };
+        let mut header = Self {
+            taskhost_journal: Self::VERSION,
+            input: "-".to_owned(),
+            input_bytes: None,
+            input_modified_ns: None,
+            output: if output == "-" {
+                "-".to_owned()
+            } else {
+                absolute(output)
+            },
+        };
+        if let Some(generated) = generated {
+            header.input = generated;
+        } else if let Some(path) = input.filter(|p| *p != "-") {
+            header.input = std::fs::canonicalize(path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| absolute(path));
+            if let Ok(metadata) = std::fs::metadata(path) {
+                header.input_bytes = Some(metadata.len());
+                header.input_modified_ns = metadata
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos());
+            }
+        }
+        header
+    }
+
+    /// How the input differs from the one the journal was started on, if it does.
+    fn input_change(&self, now: &Self) -> Option<String> {
+        if self.input != now.input {
+            return Some(format!(
+                "it was started on input {}, this run reads {}",
+                self.input, now.input
+            ));
+        }
+        if self.input_bytes != now.input_bytes || self.input_modified_ns != now.input_modified_ns {
+            return Some(format!(
+                "input {} changed since the journal was started ({} bytes then, {} now)",
+                self.input,
+                self.input_bytes.map_or("?".to_owned(), |n| n.to_string()),
+                now.input_bytes.map_or("?".to_owned(), |n| n.to_string()),
+            ));
+        }
+        None
+    }
 }
 
 /// The ids a journal holds, and how much of the file is whole records.
 #[derive(Debug, Default)]
 pub struct JournalContents {
+    /// What the journal belongs to (none in a journal written before headers existed).
+    pub header: Option<JournalHeader>,
     pub ids: HashSet<String>,
     /// Complete records read (duplicates included).
     pub records: usize,
@@ -104,6 +200,13 @@ pub fn read_journal(reader: impl Read, path: &Path) -> Result<JournalContents, J
         }
         line += 1;
         let record = &buffer[..buffer.len() - 1];
+        if line == 1 && record.starts_with(b"{") {
+            if let Ok(header) = serde_json::from_slice::<JournalHeader>(record) {
+                contents.header = Some(header);
+                contents.valid_len += read as u64;
+                continue;
+            }
+        }
         match serde_json::from_slice::<String>(record) {
             Ok(id) => {
                 contents.ids.insert(id);
@@ -130,12 +233,18 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `path`.
+    /// Opens (or creates) the journal at `path` and locks it for the life of the run.
     ///
     /// With `resume`, returns the ids it already holds (none when the file does not exist yet)
-    /// and cuts a torn last line off. Without `resume`, a journal that already holds records is
-    /// refused, so that a forgotten `--resume` does not silently redo finished work.
-    pub fn open(path: &Path, resume: bool) -> Result<(Self, JournalContents), JournalError> {
+    /// and cuts a torn last line off; a journal whose output is gone is refused, and another
+    /// output or a changed input is warned about. Without `resume`, a journal
+    /// that already holds records is refused, so that a forgotten `--resume` does not silently
+    /// redo finished work.
+    pub fn open(
+        path: &Path,
+        resume: bool,
+        identity: &JournalHeader,
+    ) -> Result<(Self, JournalContents), JournalError> {
         let io_error = |source| JournalError::Io {
             path: path.to_owned(),
             source,
@@ -147,12 +256,23 @@ impl Journal {
             .truncate(false)
             .open(path)
             .map_err(io_error)?;
-        let contents = read_journal(&mut file, path)?;
+        // Two runs appending to one journal interleave their ids, and two resumed runs both run
+        // what it lacks: the second run is refused. The lock (`flock`) goes with the file,
+        // which the journal keeps open until the run ends.
+        if !crate::sink::try_lock(&file).map_err(io_error)? {
+            return Err(JournalError::Locked {
+                path: path.to_owned(),
+            });
+        }
+        let mut contents = read_journal(&mut file, path)?;
         if !resume && contents.records > 0 {
             return Err(JournalError::NotEmpty {
                 path: path.to_owned(),
                 records: contents.records,
             });
+        }
+        if contents.records > 0 {
+            check_identity(path, &contents, identity)?;
         }
         if contents.torn_bytes > 0 {
             tracing::warn!(
@@ -162,11 +282,22 @@ impl Journal {
                 "journal.torn_line: ignoring the torn last line of the journal"
             );
         }
+        if contents.records == 0 {
+            // Nothing finished yet: the journal starts over and belongs to this run.
+            contents.valid_len = 0;
+            contents.header = Some(identity.clone());
+        }
         // Cut a torn tail (or, without --resume, an empty file's stray bytes) off, and append
         // from the end of the last whole record.
         file.set_len(contents.valid_len).map_err(io_error)?;
         file.seek(SeekFrom::Start(contents.valid_len))
             .map_err(io_error)?;
+        if contents.valid_len == 0 {
+            let mut line = serde_json::to_vec(identity).expect("a header serializes");
+            line.push(b'\n');
+            file.write_all(&line).map_err(io_error)?;
+            contents.valid_len = line.len() as u64;
+        }
         file.sync_data().map_err(io_error)?;
         Ok((
             Self {
@@ -194,6 +325,54 @@ impl Journal {
         self.file.write_all(&bytes)?;
         self.file.sync_data()
     }
+}
+
+/// Refuses to resume into the journal's output when that file is gone (the finished items'
+/// records would be lost without a word); warns when this run's output or input is not the one
+/// the journal was started on.
+fn check_identity(
+    path: &Path,
+    contents: &JournalContents,
+    now: &JournalHeader,
+) -> Result<(), JournalError> {
+    let Some(then) = &contents.header else {
+        tracing::warn!(
+            target: "taskhost",
+            journal = %path.display(),
+            "journal.no_header: the journal does not say which input and output it belongs to \
+             (written by an older taskhost): they are not checked"
+        );
+        return Ok(());
+    };
+    let gone = then.output != "-" && !Path::new(&then.output).exists();
+    if then.output != now.output {
+        // Allowed (the records are then split over two outputs), but never silently.
+        tracing::warn!(
+            target: "taskhost",
+            journal = %path.display(),
+            "journal.other_output: the records of the {} finished items the journal holds are in \
+             {}{}; this run writes the rest to {}",
+            contents.records,
+            then.output,
+            if gone { " (which does not exist any more)" } else { "" },
+            now.output
+        );
+    } else if gone {
+        return Err(JournalError::OutputMissing {
+            path: path.to_owned(),
+            output: then.output.clone(),
+            records: contents.records,
+        });
+    }
+    if let Some(change) = then.input_change(now) {
+        tracing::warn!(
+            target: "taskhost",
+            journal = %path.display(),
+            "journal.input_changed: {change}; items are skipped by id, so an item whose id the \
+             journal holds is not run again even if it changed"
+        );
+    }
+    Ok(())
 }
 
 /// An outcome sink that also journals finished items (see the module doc for the ordering).
@@ -276,6 +455,7 @@ impl OutcomeSink for JournaledSink {
     }
 
     fn tick(&mut self) -> io::Result<()> {
+        self.inner.tick()?;
         if !self.pending.is_empty() && self.last_commit.elapsed() >= COMMIT_INTERVAL {
             self.commit()?;
         }
@@ -292,16 +472,22 @@ pub fn entry_id(entry: &Entry) -> String {
             Err(invalid) => invalid.id.unwrap_or_else(|| entry.line.to_string()),
         },
         EntryBody::Oversized { .. } => entry.line.to_string(),
+        EntryBody::Refused(invalid) => invalid.id.clone().unwrap_or_else(|| entry.line.to_string()),
     }
 }
 
-/// A source that leaves out the entries whose id is in the journal (`--resume`).
+/// The source of a journaled run: refuses duplicate ids and leaves out the entries whose id is
+/// in the journal (`--resume`).
 ///
-/// Lines are parsed here, on the reader thread; a parsed item is handed on as
-/// [`EntryBody::Item`], so the dispatcher does not parse it again.
+/// The journal knows items by id only, so two items with one id would be one to `--resume`:
+/// the second occurrence of an id is refused (`invalid`, naming the first line), whether or not
+/// the first is skipped. Lines are parsed here, on the reader thread; a parsed item is handed on
+/// as [`EntryBody::Item`], so the dispatcher does not parse it again.
 pub struct ResumeSource {
     inner: Box<dyn WorkSource>,
     done: HashSet<String>,
+    /// Every id read so far, with the line it was first on.
+    seen: HashMap<String, u64>,
     skipped: Arc<AtomicU64>,
 }
 
@@ -309,6 +495,7 @@ impl std::fmt::Debug for ResumeSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResumeSource")
             .field("done", &self.done.len())
+            .field("seen", &self.seen.len())
             .field("skipped", &self.skipped)
             .finish_non_exhaustive()
     }
@@ -319,6 +506,7 @@ impl ResumeSource {
         Self {
             inner,
             done,
+            seen: HashMap::new(),
             skipped: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -335,25 +523,55 @@ impl WorkSource for ResumeSource {
             let Some(entry) = self.inner.next_entry()? else {
                 return Ok(None);
             };
-            let entry = match entry.body {
-                EntryBody::Line(bytes) => match parse_line(&bytes, entry.line) {
-                    Ok(item) => Entry {
-                        line: entry.line,
-                        body: EntryBody::Item(item),
-                    },
-                    Err(_) => Entry {
-                        line: entry.line,
-                        body: EntryBody::Line(bytes),
-                    },
+            let line = entry.line;
+            let (body, task) = match entry.body {
+                EntryBody::Line(bytes) => match parse_line(&bytes, line) {
+                    Ok(item) => {
+                        let task = Some(item.task.clone());
+                        (EntryBody::Item(item), task)
+                    }
+                    Err(invalid) => {
+                        let task = invalid.task.clone();
+                        (EntryBody::Line(bytes), task)
+                    }
                 },
-                body => Entry {
-                    line: entry.line,
-                    body,
-                },
+                EntryBody::Item(item) => {
+                    let task = Some(item.task.clone());
+                    (EntryBody::Item(item), task)
+                }
+                body => (body, None),
             };
-            if self.done.contains(&entry_id(&entry)) {
-                self.skipped.fetch_add(1, Ordering::Relaxed);
-                continue;
+            let entry = Entry { line, body };
+            let id = entry_id(&entry);
+            match self.seen.entry(id) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    let id = first.key().clone();
+                    let implicit = if id == line.to_string() {
+                        " (an item without an `id` takes its line number as id)"
+                    } else {
+                        ""
+                    };
+                    let message = format!(
+                        "duplicate id {id:?}, first on line {}{implicit}",
+                        first.get()
+                    );
+                    return Ok(Some(Entry {
+                        line,
+                        body: EntryBody::Refused(InvalidLine {
+                            id: Some(id),
+                            task,
+                            message,
+                        }),
+                    }));
+                }
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    if self.done.contains(vacant.key()) {
+                        vacant.insert(line);
+                        self.skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    vacant.insert(line);
+                }
             }
             return Ok(Some(entry));
         }
@@ -406,13 +624,9 @@ pub fn attach(
     sink: Box<dyn OutcomeSink>,
 ) -> (Box<dyn WorkSource>, Box<dyn OutcomeSink>, JournalReport) {
     let previous = contents.records;
-    let (source, skipped): (Box<dyn WorkSource>, _) = if contents.ids.is_empty() {
-        (source, Arc::new(AtomicU64::new(0)))
-    } else {
-        let source = ResumeSource::new(source, contents.ids);
-        let skipped = source.skipped();
-        (Box::new(source), skipped)
-    };
+    let source = ResumeSource::new(source, contents.ids);
+    let skipped = source.skipped();
+    let source: Box<dyn WorkSource> = Box::new(source);
     let path = journal.path.clone();
     let sink = JournaledSink::new(sink, journal);
     let committed = sink.committed();
@@ -449,6 +663,16 @@ mod tests {
         }
     }
 
+    fn header() -> JournalHeader {
+        JournalHeader::new(None, None, "-")
+    }
+
+    fn header_line() -> Vec<u8> {
+        let mut line = serde_json::to_vec(&header()).unwrap();
+        line.push(b'\n');
+        line
+    }
+
     fn outcome(id: &str, status: Status) -> Outcome {
         let mut outcome = Outcome::unrun(1, Some(id.to_owned()), None, status, String::new());
         outcome.error = None;
@@ -459,7 +683,7 @@ mod tests {
     fn finished_ids_are_committed_after_the_records_and_cancelled_ones_never() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        let (journal, contents) = Journal::open(&path, false).unwrap();
+        let (journal, contents) = Journal::open(&path, false, &header()).unwrap();
         assert_eq!(contents.records, 0);
         let log = Log::default();
         let mut sink = JournaledSink::new(Box::new(log.clone()), journal);
@@ -472,9 +696,9 @@ mod tests {
             sink.write(&outcome(id, status)).unwrap();
         }
         // Nothing is journaled before a commit.
-        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        assert_eq!(std::fs::read(&path).unwrap(), header_line());
         sink.tick().unwrap(); // too early: no commit
-        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        assert_eq!(std::fs::read(&path).unwrap(), header_line());
         sink.flush().unwrap();
         assert_eq!(
             *log.0.lock().unwrap(),
@@ -491,12 +715,15 @@ mod tests {
     fn a_tick_commits_once_the_interval_has_passed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        let (journal, _) = Journal::open(&path, false).unwrap();
+        let (journal, _) = Journal::open(&path, false, &header()).unwrap();
         let mut sink = JournaledSink::new(Box::new(Log::default()), journal);
         sink.write(&outcome("a", Status::Ok)).unwrap();
         std::thread::sleep(COMMIT_INTERVAL + Duration::from_millis(20));
         sink.tick().unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"\"a\"\n");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            [header_line(), b"\"a\"\n".to_vec()].concat()
+        );
     }
 
     #[test]
@@ -504,7 +731,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         std::fs::write(&path, "\"a\"\n\"b\"\n\"c").unwrap();
-        let (journal, contents) = Journal::open(&path, true).unwrap();
+        let (journal, contents) = Journal::open(&path, true, &header()).unwrap();
         assert_eq!(contents.records, 2);
         assert_eq!(contents.torn_bytes, 2);
         assert_eq!(
@@ -525,17 +752,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         std::fs::write(&path, "\"a\"\n").unwrap();
-        let error = Journal::open(&path, false).unwrap_err();
+        let error = Journal::open(&path, false, &header()).unwrap_err();
         assert!(error.to_string().contains("pass --resume"), "{error}");
         std::fs::write(&path, "\"a\"\n{\"id\":\"x\"}\n").unwrap();
-        let error = Journal::open(&path, true).unwrap_err();
+        let error = Journal::open(&path, true, &header()).unwrap_err();
         assert!(
             error.to_string().contains(":2: expected a JSON string"),
             "{error}"
         );
         // A missing journal is an empty one, with or without --resume.
         let fresh = dir.path().join("new");
-        assert_eq!(Journal::open(&fresh, true).unwrap().1.records, 0);
+        assert_eq!(Journal::open(&fresh, true, &header()).unwrap().1.records, 0);
     }
 
     use proptest::prelude::*;
@@ -554,7 +781,7 @@ mod tests {
         ) {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("j");
-            let (journal, _) = Journal::open(&path, false).unwrap();
+            let (journal, _) = Journal::open(&path, false, &header()).unwrap();
             let log = Log::default();
             let mut sink = JournaledSink::new(Box::new(log.clone()), journal);
             for (id, status, commit) in &outcomes {

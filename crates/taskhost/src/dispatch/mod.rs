@@ -260,8 +260,26 @@ struct Running {
     timed_out: bool,
     /// The attempt's timeout in the timer, once it has started.
     timeout_key: Option<timer::TimerKey>,
+    /// When it was submitted, and (for an attempt with a timeout) when it started: the run time
+    /// of an attempt that is given up on while it still runs.
+    submitted: Instant,
+    started: Option<Instant>,
     /// Its `span` is entered when cancelling, so the executor's event carries the item's fields.
     job: Job,
+}
+
+impl Running {
+    /// How long this attempt has run so far (zero when it has not started).
+    fn ran_so_far(&self) -> Duration {
+        if let Some(run_time) = self.future.as_ref().and_then(|f| f.timings().run_time) {
+            return run_time;
+        }
+        let started = self.started.or_else(|| {
+            let wait = self.future.as_ref()?.timings().queue_wait?;
+            Some(self.submitted + wait)
+        });
+        started.map(|at| at.elapsed()).unwrap_or_default()
+    }
 }
 
 /// Hashes the `running` table's keys, the run's own sequence numbers: nobody else chooses them,
@@ -311,6 +329,11 @@ pub(crate) struct Shared {
     running: [RunningShard; RUNNING_SHARDS],
     stopping: AtomicBool,
     timer: Timer,
+    /// How long an attempt that ran past its timeout gets to stop before it is given up on.
+    timeout_grace: Duration,
+    /// Attempts given up on while still running (their workers stay busy): the pools cannot be
+    /// waited for at the end.
+    abandoned: AtomicU64,
 }
 
 impl Shared {
@@ -356,6 +379,7 @@ impl Shared {
                 );
                 if let Some(entry) = shared.running(seq).get_mut(&seq) {
                     entry.timeout_key = Some(key);
+                    entry.started = Some(Instant::now());
                 }
             }
             let token = ctx.token();
@@ -380,6 +404,8 @@ impl Shared {
                 future: None,
                 timed_out: false,
                 timeout_key: None,
+                submitted: Instant::now(),
+                started: None,
                 job,
             },
         );
@@ -439,7 +465,11 @@ impl Shared {
         let (mut status, mut output, mut error, retryable) = match future
             .result(Some(Duration::ZERO))
         {
-            Ok(Ok(bytes)) => (Status::Ok, Some(output_json(bytes)), None, false),
+            Ok(Ok(bytes)) => match output_json(bytes) {
+                Ok(output) => (Status::Ok, Some(output), None, false),
+                // The same input gives the same output: a retry would not help.
+                Err(error) => (Status::Failed, None, Some(error), false),
+            },
             Ok(Err(failure)) => match failure.kind {
                 FailureKind::Failed => (Status::Failed, None, Some(failure.message.clone()), true),
                 FailureKind::Panicked => {
@@ -551,7 +581,52 @@ impl Shared {
             if let Some(future) = &entry.future {
                 future.request_stop();
             }
+            drop(running);
+            // A thread cannot be killed: a task that ignores the request is given up on, so
+            // that one stuck task does not hold the whole run.
+            self.timer.schedule(
+                Instant::now() + self.timeout_grace,
+                TimerAction::Abandon { seq, attempt },
+            );
         }
+    }
+
+    /// The timer fired the grace period after a timeout, and the attempt still runs: it is
+    /// reported `timed_out` now, and its result, if it ever comes, is dropped.
+    pub(crate) fn abandon(&self, seq: u64, attempt: u32) {
+        let Some(running) = ({
+            let mut table = self.running(seq);
+            match table.get(&seq) {
+                Some(r) if r.job.attempt == attempt && r.timed_out => table.remove(&seq),
+                _ => None,
+            }
+        }) else {
+            return;
+        };
+        self.abandoned.fetch_add(1, Ordering::SeqCst);
+        let ran = running.ran_so_far();
+        let mut job = running.job;
+        job.ran += ran;
+        if let Some(future) = &running.future {
+            job.waited += future.timings().queue_wait.unwrap_or_default();
+        }
+        let timeout = job.task.timeout.unwrap_or_default();
+        let error = format!(
+            "ran longer than its {} timeout and did not stop within {} of being asked to: \
+             given up on (the task ignores cancellation; its worker thread stays busy)",
+            format_duration(timeout),
+            format_duration(self.timeout_grace)
+        );
+        {
+            let _entered = job.span.enter();
+            tracing::warn!(
+                target: "taskhost",
+                attempt = job.attempt,
+                ran_ms = millis(Some(ran)),
+                "item.abandoned: a task did not stop after its timeout"
+            );
+        }
+        self.finish(job, Status::TimedOut, None, Some(error));
     }
 
     /// Ctrl-C: cancel what is queued, ask what runs to stop.
@@ -604,6 +679,7 @@ impl Shared {
                 .as_ref()
                 .map(TaskFuture::timings)
                 .unwrap_or_default();
+            let ran = running.ran_so_far();
             let job = running.job;
             self.send(Outcome {
                 id: job.item.id,
@@ -613,8 +689,8 @@ impl Shared {
                 error: Some("still running when the shutdown grace period ended".to_owned()),
                 pool: Some(Arc::clone(&job.task.pool_name)),
                 attempts: job.attempt,
-                waited_ms: millis(timings.queue_wait),
-                ran_ms: millis(timings.run_time),
+                waited_ms: millis(Some(job.waited + timings.queue_wait.unwrap_or_default())),
+                ran_ms: millis(Some(job.ran + ran)),
                 line: job.line,
                 seq,
             });
@@ -622,18 +698,30 @@ impl Shared {
     }
 }
 
-/// A plugin's output as JSON; output that is not JSON becomes a JSON string.
-fn output_json(bytes: &[u8]) -> Box<RawValue> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => RawValue::from_string(text.to_owned()).unwrap_or_else(|_| {
-            RawValue::from_string(serde_json::to_string(text).expect("a string serializes"))
-                .expect("a JSON string is JSON")
-        }),
-        Err(_) => RawValue::from_string(
-            serde_json::to_string(&String::from_utf8_lossy(bytes)).expect("a string serializes"),
+/// A plugin's output as JSON. Output must be one JSON value in UTF-8: anything else is the
+/// task's failure, with the first bytes shown, rather than a guess at what was meant (a string,
+/// with invalid bytes replaced).
+fn output_json(bytes: &[u8]) -> Result<Box<RawValue>, String> {
+    let shown = || {
+        let head = &bytes[..bytes.len().min(60)];
+        let more = if bytes.len() > head.len() { "…" } else { "" };
+        format!("{}{more}", head.escape_ascii())
+    };
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        format!(
+            "output is not JSON: invalid UTF-8 at byte {} of {} (output starts with \"{}\")",
+            error.valid_up_to(),
+            bytes.len(),
+            shown()
         )
-        .expect("a JSON string is JSON"),
-    }
+    })?;
+    RawValue::from_string(text.trim().to_owned()).map_err(|error| {
+        format!(
+            "output is not JSON: {error} ({} bytes, starting with \"{}\")",
+            bytes.len(),
+            shown()
+        )
+    })
 }
 
 /// The most outcomes the writer gathers before it is woken (fewer for a small in-flight limit,
@@ -756,6 +844,8 @@ pub fn run(
         running: Default::default(),
         stopping: AtomicBool::new(false),
         timer: Timer::default(),
+        timeout_grace: options.shutdown_grace,
+        abandoned: AtomicU64::new(0),
     });
     let timer_thread = timer::spawn(Arc::clone(&shared))?;
 
@@ -909,10 +999,12 @@ pub fn run(
     let (counts, wall) = writer.progress.finish();
     drop(writer);
 
-    // Shut the pools down; after an interrupt, do not wait for tasks that ignore the stop.
+    // Shut the pools down; after an interrupt, or once a task was given up on, do not wait for
+    // tasks that ignore the stop.
+    let abandoned = shared.abandoned.load(Ordering::SeqCst) > 0;
     let mut pools_used = Vec::new();
     for (settings, executor) in pool_settings.iter().zip(&shared.executors) {
-        if interrupted {
+        if interrupted || abandoned {
             executor.shutdown(false, true);
         } else {
             executor.shutdown(true, false);
@@ -927,7 +1019,7 @@ pub fn run(
             });
         }
     }
-    if interrupted {
+    if interrupted || abandoned {
         // Dropping an executor joins its workers; a task that ignores its stop request would
         // hold the exit up, so the pools are left to the process exit.
         std::mem::forget(shared);
@@ -954,6 +1046,7 @@ fn cancel_entry(shared: &Shared, entry: Entry, seq: u64) {
             Err(invalid) => (invalid.id, invalid.task),
         },
         EntryBody::Oversized { .. } => (None, None),
+        EntryBody::Refused(invalid) => (invalid.id.clone(), invalid.task.clone()),
     };
     let mut outcome = Outcome::unrun(
         entry.line,
@@ -991,6 +1084,14 @@ fn dispatch_entry(shared: &Arc<Shared>, catalog: &Catalog, entry: Entry, seq: u6
                 Status::Rejected,
                 format!("line {line} is {bytes} bytes, longer than run.max_line_bytes"),
             );
+        }
+        EntryBody::Refused(invalid) => {
+            return unrun(
+                invalid.id,
+                invalid.task,
+                Status::Invalid,
+                format!("line {line}: {}", invalid.message),
+            )
         }
         EntryBody::Line(bytes) => match parse_line(&bytes, line) {
             Ok(item) => item,
@@ -1126,9 +1227,17 @@ mod tests {
     }
 
     #[test]
-    fn non_json_output_becomes_a_json_string() {
-        assert_eq!(output_json(br#"{"a":1}"#).get(), r#"{"a":1}"#);
-        assert_eq!(output_json(b"plain text").get(), r#""plain text""#);
-        assert_eq!(output_json(&[0xff, b'a']).get(), "\"\u{fffd}a\"");
+    fn output_that_is_not_json_is_an_error_that_shows_it() {
+        assert_eq!(output_json(br#"{"a":1}"#).unwrap().get(), r#"{"a":1}"#);
+        assert_eq!(output_json(b" 5\n").unwrap().get(), "5");
+        assert_eq!(
+            output_json(b"plain text").unwrap_err(),
+            "output is not JSON: expected value at line 1 column 1 (10 bytes, starting with \"plain text\")"
+        );
+        assert_eq!(
+            output_json(&[b'"', 0xff, b'"']).unwrap_err(),
+            "output is not JSON: invalid UTF-8 at byte 1 of 3 (output starts with \"\\\"\\xff\\\"\")"
+        );
+        assert!(output_json(b"").unwrap_err().contains("EOF"));
     }
 }

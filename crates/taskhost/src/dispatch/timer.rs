@@ -1,5 +1,5 @@
-//! One thread for everything that must happen later: an attempt's timeout (ask it to stop) and
-//! a retry after its backoff (submit it again).
+//! One thread for everything that must happen later: an attempt's timeout (ask it to stop), the
+//! end of the grace that follows (give up on it) and a retry after its backoff (submit it again).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -15,6 +15,8 @@ use super::{lock, Job, Shared};
 pub(crate) enum TimerAction {
     /// Attempt `attempt` of job `seq` has run for its whole timeout.
     Timeout { seq: u64, attempt: u32 },
+    /// The grace period after that timeout has passed: give up on the attempt if it still runs.
+    Abandon { seq: u64, attempt: u32 },
     /// Submit the job again.
     Retry(Box<Job>),
 }
@@ -118,6 +120,7 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>> {
             };
             match action {
                 TimerAction::Timeout { seq, attempt } => shared.time_out(seq, attempt),
+                TimerAction::Abandon { seq, attempt } => shared.abandon(seq, attempt),
                 TimerAction::Retry(job) => shared.submit(*job),
             }
         })
