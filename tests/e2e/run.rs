@@ -447,12 +447,14 @@ fn what_a_plugin_prints_goes_to_stderr_not_into_the_records() {
 #[test]
 fn a_task_that_ignores_its_timeout_is_given_up_on_and_the_run_ends() {
     let dir = Dir::with_config(
-        "[[routes]]\ntask = \"testkit/stuck\"\npool = \"default\"\ntimeout = \"200ms\"\nretries = 2\n",
+        "[pools.one]\nmax_workers = 1\n\
+         [[routes]]\ntask = \"testkit/stuck\"\npool = \"one\"\ntimeout = \"200ms\"\nretries = 2\n",
     );
     let input = dir.write(
         "in.jsonl",
         &jsonl(&[
             json!({"id": "stuck", "task": "testkit/stuck", "input": {"ms": 600_000}}),
+            json!({"id": "queued", "task": "testkit/stuck", "input": {"ms": 1}}),
             json!({"id": "fine", "task": "testkit/echo", "input": 1}),
         ]),
     );
@@ -482,4 +484,10 @@ fn a_task_that_ignores_its_timeout_is_given_up_on_and_the_run_ends() {
     );
     let ran = stuck["ran_ms"].as_f64().unwrap();
     assert!((450.0..30_000.0).contains(&ran), "ran_ms {ran}");
+    // The pool's one worker is held for good: what waited for it fails instead of waiting.
+    assert_eq!(by_id["queued"]["status"], "failed");
+    assert_eq!(
+        by_id["queued"]["error"],
+        "pool `one` has no worker left to run it: all 1 are held by tasks that ignored their timeout"
+    );
 }

@@ -24,7 +24,7 @@ mod timer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -334,6 +334,9 @@ pub(crate) struct Shared {
     /// Attempts given up on while still running (their workers stay busy): the pools cannot be
     /// waited for at the end.
     abandoned: AtomicU64,
+    /// Per pool: how many of its workers are held by attempts given up on, and how many it has.
+    stuck: Vec<AtomicUsize>,
+    max_workers: Vec<usize>,
 }
 
 impl Shared {
@@ -356,6 +359,10 @@ impl Shared {
                 None,
                 Some("interrupted before it started".into()),
             );
+            return;
+        }
+        if let Some(error) = self.no_worker_left(job.task.pool) {
+            self.finish(job, Status::Failed, None, Some(error));
             return;
         }
         let task = Arc::clone(&job.task);
@@ -386,6 +393,16 @@ impl Shared {
             let check = move || token.is_cancelled();
             let context = TracingContext::new(&task.task).with_cancel_check(&check);
             let result = task.task.run(input.get().as_bytes(), &context);
+            if let Some(shared) = &shared {
+                let given_up = shared
+                    .running(seq)
+                    .get(&seq)
+                    .is_none_or(|r| r.job.attempt != attempt);
+                if given_up {
+                    // It ended after all: its worker is back.
+                    shared.stuck[task.pool].fetch_sub(1, Ordering::SeqCst);
+                }
+            }
             if let Err(failure) = &result {
                 if failure.kind == FailureKind::Panicked {
                     // The plugin caught its panic at the FFI boundary; re-raise it here (without
@@ -504,6 +521,12 @@ impl Shared {
             }
             Err(other) => (Status::Failed, None, Some(other.to_string()), true),
         };
+        if status == Status::Cancelled && !self.stopping.load(Ordering::SeqCst) {
+            if let Some(why) = self.no_worker_left(job.task.pool) {
+                status = Status::Failed;
+                error = Some(why);
+            }
+        }
         // The flag alone could be a timer that fired just as the attempt finished in time.
         let timeout = job.task.timeout.unwrap_or_default();
         if running.timed_out && timings.run_time.unwrap_or_default() >= timeout {
@@ -604,6 +627,8 @@ impl Shared {
             return;
         };
         self.abandoned.fetch_add(1, Ordering::SeqCst);
+        let pool = running.job.task.pool;
+        self.stuck[pool].fetch_add(1, Ordering::SeqCst);
         let ran = running.ran_so_far();
         let mut job = running.job;
         job.ran += ran;
@@ -627,6 +652,36 @@ impl Shared {
             );
         }
         self.finish(job, Status::TimedOut, None, Some(error));
+        if self.no_worker_left(pool).is_some() {
+            // What waits in the pool's queue would wait for ever: it fails (see `completed`).
+            let queued: Vec<TaskFuture<AttemptResult>> = self
+                .running
+                .iter()
+                .flat_map(|shard| {
+                    lock(&shard.0)
+                        .values()
+                        .filter(|r| r.job.task.pool == pool)
+                        .filter_map(|r| r.future.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for future in queued {
+                future.cancel();
+            }
+        }
+    }
+
+    /// Why pool `pool` can run nothing more, if every one of its workers is held by an attempt
+    /// given up on.
+    fn no_worker_left(&self, pool: usize) -> Option<String> {
+        let stuck = self.stuck[pool].load(Ordering::SeqCst);
+        (stuck >= self.max_workers[pool]).then(|| {
+            format!(
+                "pool `{}` has no worker left to run it: all {stuck} are held by tasks that \
+                 ignored their timeout",
+                self.executors[pool].name()
+            )
+        })
     }
 
     /// Ctrl-C: cancel what is queued, ask what runs to stop.
@@ -846,6 +901,8 @@ pub fn run(
         timer: Timer::default(),
         timeout_grace: options.shutdown_grace,
         abandoned: AtomicU64::new(0),
+        stuck: pool_settings.iter().map(|_| AtomicUsize::new(0)).collect(),
+        max_workers: pool_settings.iter().map(|p| p.max_workers).collect(),
     });
     let timer_thread = timer::spawn(Arc::clone(&shared))?;
 
