@@ -207,3 +207,102 @@ fn a_bad_flag_is_a_usage_error() {
         .run(&["run", "--no-such-flag"], "")
         .assert_code(2);
 }
+
+#[test]
+fn every_wrong_type_in_a_file_is_reported_at_once_with_line_and_key() {
+    let dir = Dir::new();
+    let file = dir.write(
+        "types.toml",
+        "[run]\nmax_in_flight = \"many\"\n\n[pools.io]\nmax_workers = \"lots\"\nmax_tasks_per_worker \
+         = \"often\"\n\n[[routes]]\ntask = \"x/*\"\nretries = \"twice\"\n",
+    );
+    let checked = dir.run(&["config", "check", file.to_str().unwrap()], "");
+    checked.assert_code(2);
+    let message = checked.stderr.trim();
+    let name = file.display();
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 5, "{message}");
+    assert_eq!(
+        lines[0],
+        "taskhost: error: invalid configuration (4 problems):"
+    );
+    // In the order of the file.
+    for (line, expected) in lines[1..].iter().zip([
+        format!("{name}:2: key `run.max_in_flight`: wrong type: expected an integer, found string \"many\""),
+        format!("{name}:5: key `pools.io.max_workers`: wrong type: expected an integer, found string \"lots\""),
+        format!("{name}:6: key `pools.io.max_tasks_per_worker`: wrong type: expected an integer, found string \"often\""),
+        format!("{name}:10: key `routes[0].retries`: wrong type: expected an integer, found string \"twice\""),
+    ]) {
+        assert_eq!(line.trim(), expected, "{message}");
+    }
+}
+
+#[test]
+fn an_integer_too_large_for_toml_names_the_line_and_key() {
+    let dir = Dir::new();
+    let file = dir.write(
+        "huge.toml",
+        "[run]\nmax_in_flight = 8\nmax_line_bytes = 18446744073709551615\n",
+    );
+    let checked = dir.run(&["config", "check", file.to_str().unwrap()], "");
+    checked.assert_code(2);
+    assert_eq!(
+        checked.stderr.trim(),
+        format!(
+            "taskhost: error: invalid configuration: {}:3: key `run.max_line_bytes`: expected an \
+             integer of at most 9223372036854775807 (the largest TOML allows), found \
+             18446744073709551615",
+            file.display()
+        )
+    );
+}
+
+/// Values `config check` used to accept that then crashed the host or exhausted the machine,
+/// each with the limit its error must name.
+const ABSURD_COUNTS: &[(&str, &str)] = &[
+    (
+        "[pools.io]\nqueue_capacity = 9223372036854775807\n",
+        "key `pools.io.queue_capacity`: expected an integer of at most 1048576",
+    ),
+    (
+        "[pools.io]\nqueue_capacity = 1000000000000\n",
+        "key `pools.io.queue_capacity`: expected an integer of at most 1048576",
+    ),
+    (
+        "[pools.default]\nmax_workers = 1000000000\n",
+        "key `pools.default.max_workers`: expected an integer of at most 1024 (each worker is a thread)",
+    ),
+    (
+        "[run]\nmax_in_flight = 9223372036854775807\n",
+        "key `run.max_in_flight`: expected an integer of at most 1048576",
+    ),
+    (
+        "[run]\nmax_line_bytes = 9223372036854775807\n",
+        "key `run.max_line_bytes`: expected an integer of at most 1073741824",
+    ),
+];
+
+#[test]
+fn absurd_counts_are_refused_naming_the_limit() {
+    let dir = Dir::new();
+    for (index, (text, expected)) in ABSURD_COUNTS.iter().enumerate() {
+        let file = dir.write(&format!("absurd{index}.toml"), text);
+        let checked = dir.run(&["config", "check", file.to_str().unwrap()], "");
+        checked.assert_code(2);
+        assert!(
+            checked
+                .stderr
+                .contains(&format!("{}:2: {expected}", file.display())),
+            "{text:?}: {}",
+            checked.stderr
+        );
+        // `run` stops before any item, with the same message (it used to panic, exit 101).
+        let run = dir.run(
+            &["run", "--config", file.to_str().unwrap()],
+            "{\"id\":\"a\",\"task\":\"testkit/echo\",\"input\":1}\n",
+        );
+        run.assert_code(2);
+        assert!(run.stdout.is_empty(), "{text:?}: {}", run.stdout);
+        assert!(run.stderr.contains(expected), "{text:?}: {}", run.stderr);
+    }
+}

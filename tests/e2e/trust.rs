@@ -194,3 +194,181 @@ fn a_group_writable_plugin_folder_is_refused_with_its_path_and_mode() {
     run.assert_code(0);
     assert!(run.stdout.starts_with("primes 0.1.0"), "{}", run.stdout);
 }
+
+/// The binary in `cwd` with no config file and no `TASKHOST_*` variable: the embedded default
+/// alone, with `home` as `HOME` and no `XDG_DATA_HOME`.
+fn bare_command(cwd: &Path, home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_taskhost"));
+    command.current_dir(cwd);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TASKHOST_") {
+            command.env_remove(&name);
+        }
+    }
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", home)
+        .arg("--no-progress");
+    command
+}
+
+/// A folder `dir` (made with its parents) holding a copy of the testkit plugin.
+fn plugin_folder_with_testkit(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(
+        library(&plugin_dir(), "taskhost_testkit"),
+        library(dir, "taskhost_testkit"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_plugin_folder_in_the_working_directory_is_not_loaded_by_default() {
+    // A cloned repository that ships target/plugins/libtaskhost_testkit.so, every file the
+    // user's own: running taskhost inside it must not run that library.
+    let dir = Dir::new();
+    let repo = dir.path().join("repo");
+    plugin_folder_with_testkit(&repo.join("target/plugins"));
+    plugin_folder_with_testkit(&repo.join("plugins"));
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let listed = dir.run_command(bare_command(&repo, &home).arg("plugins"), "");
+    listed.assert_code(0);
+    assert_eq!(
+        listed.stdout.trim(),
+        "no plugins loaded",
+        "{}",
+        listed.stderr
+    );
+    let shown = dir.run_command(bare_command(&repo, &home).args(["config", "show"]), "");
+    shown.assert_code(0);
+    let expected = format!(
+        "dirs = [{:?}]",
+        home.join(".local/share/taskhost/plugins")
+            .display()
+            .to_string()
+    );
+    assert!(shown.stdout.contains(&expected), "{}", shown.stdout);
+    let run = dir.run_command(
+        bare_command(&repo, &home).arg("run"),
+        "{\"id\":\"x\",\"task\":\"testkit/echo\",\"input\":1}\n",
+    );
+    run.assert_code(1);
+    assert_eq!(by_id(&run.outcomes())["x"]["status"], "rejected");
+}
+
+#[test]
+fn the_default_plugin_folder_is_the_users_data_folder() {
+    let dir = Dir::new();
+    let home = dir.path().join("home");
+    plugin_folder_with_testkit(&home.join(".local/share/taskhost/plugins"));
+    let listed = dir.run_command(bare_command(dir.path(), &home).arg("plugins"), "");
+    listed.assert_code(0);
+    assert!(listed.stdout.starts_with("testkit "), "{}", listed.stdout);
+    // $XDG_DATA_HOME comes first.
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let listed = dir.run_command(
+        bare_command(dir.path(), &home)
+            .env("XDG_DATA_HOME", &data)
+            .arg("plugins"),
+        "",
+    );
+    listed.assert_code(0);
+    assert_eq!(listed.stdout.trim(), "no plugins loaded");
+}
+
+#[test]
+fn a_config_files_relative_plugin_folder_is_taken_from_the_files_folder() {
+    let dir = Dir::new();
+    let site = dir.path().join("site");
+    plugin_folder_with_testkit(&site.join("plugins"));
+    let config = site.join("taskhost.toml");
+    std::fs::write(&config, "[plugins]\ndirs = [\"plugins\"]\nstrict = true\n").unwrap();
+    // Run elsewhere, where a `plugins` folder holds another library.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::create_dir(elsewhere.join("plugins")).unwrap();
+    std::fs::copy(
+        library(&plugin_dir(), "taskhost_primes"),
+        library(&elsewhere.join("plugins"), "taskhost_primes"),
+    )
+    .unwrap();
+    let listed = dir.run_command(
+        bare_command(&elsewhere, dir.path())
+            .arg("--config")
+            .arg(&config)
+            .arg("plugins"),
+        "",
+    );
+    listed.assert_code(0);
+    assert!(listed.stdout.starts_with("testkit "), "{}", listed.stdout);
+    assert!(!listed.stdout.contains("primes"), "{}", listed.stdout);
+    // The same with the file named relative to the working directory.
+    let listed = dir.run_command(
+        bare_command(dir.path(), dir.path()).args(["--config", "site/taskhost.toml", "plugins"]),
+        "",
+    );
+    listed.assert_code(0);
+    assert!(listed.stdout.starts_with("testkit "), "{}", listed.stdout);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_or_writable_folder_above_the_plugin_folder_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
+    let real = dir.path().join("real");
+    plugin_folder_with_testkit(&real.join("plugins"));
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let through_link = link.join("plugins");
+    std::fs::write(
+        dir.config(),
+        format!(
+            "[plugins]\ndirs = [{:?}]\nstrict = true\n",
+            through_link.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = dir.run(&["plugins"], "");
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "plugin folder {}: refused: folder {} on its path: it is a symbolic link (to {})",
+            through_link.display(),
+            link.display(),
+            real.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    // The real path loads; made group-writable, the folder above it is refused.
+    let real_plugins = real.join("plugins");
+    std::fs::write(
+        dir.config(),
+        format!(
+            "[plugins]\ndirs = [{:?}]\nstrict = true\n",
+            real_plugins.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = dir.run(&["plugins"], "");
+    run.assert_code(0);
+    assert!(run.stdout.starts_with("testkit "), "{}", run.stdout);
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let run = dir.run(&["plugins"], "");
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "plugin folder {}: refused: folder {} on its path: it is writable by group or others \
+             (mode 0775)",
+            real_plugins.display(),
+            real.display()
+        )),
+        "{}",
+        run.stderr
+    );
+}

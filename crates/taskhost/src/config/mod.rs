@@ -315,6 +315,12 @@ fn shape_issues(layer: &Layer) -> Vec<Issue> {
             break;
         }
     }
+    // serde meets the keys in no particular order: report them in the file's.
+    if let Some(text) = &layer.text {
+        issues.sort_by_cached_key(|issue| find_line(text, &issue.key));
+    } else {
+        issues.sort_by(|a, b| a.origin.cmp(&b.origin));
+    }
     issues
 }
 
