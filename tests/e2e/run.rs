@@ -491,3 +491,64 @@ fn a_task_that_ignores_its_timeout_is_given_up_on_and_the_run_ends() {
         "pool `one` has no worker left to run it: all 1 are held by tasks that ignored their timeout"
     );
 }
+
+/// A plugin calling `exit(0)` used to end the run with status 0 and every record lost; a
+/// background thread's `exit(3)` lost the records finished 300 ms before.
+#[test]
+fn a_plugin_calling_exit_loses_no_record_and_the_run_fails() {
+    let dir = Dir::new();
+    let echo = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"id": format!("e{i}"), "task": "testkit/echo", "input": i}))
+            .collect()
+    };
+    // From the task itself, on a pool of one worker (so the echoes finish first).
+    let mut items = echo(20);
+    items.push(json!({"id": "bye", "task": "testkit/exit", "input": {"code": 0}}));
+    let journal = dir.path().join("j");
+    let mut command = dir.command();
+    command
+        .env("TASKHOST_POOLS__DEFAULT__MAX_WORKERS", "1")
+        .args(["run", "--journal", journal.to_str().unwrap()]);
+    let run = dir.run_command(&mut command, &jsonl(&items));
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(
+            "taskhost: error: a plugin ended the process with exit() in the middle of the run; \
+             21 records are written (the unfinished items' as `cancelled`); running then: \
+             testkit/exit (id \"bye\", line 21)"
+        ),
+        "{}",
+        run.stderr
+    );
+    let records = by_id(&run.outcomes());
+    assert_eq!(records.len(), 21);
+    assert!((0..20).all(|i| records[&format!("e{i}")]["status"] == "ok"));
+    assert_eq!(records["bye"]["status"], "cancelled");
+    // The finished items are journaled too (after the header), the cancelled one is not.
+    let journal = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(journal.lines().count(), 1 + 20, "{journal}");
+
+    // From a thread of the plugin's own, 300 ms after its task returned, while another runs.
+    let mut items = echo(5);
+    items.push(json!({"id": "bg", "task": "testkit/exit", "input": {"code": 3, "after_ms": 300}}));
+    items.push(json!({"id": "long", "task": "testkit/sleep", "input": {"ms": 30_000}}));
+    let run = dir.run(&["run"], &jsonl(&items));
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("running then: testkit/sleep (id \"long\", line 7)"),
+        "{}",
+        run.stderr
+    );
+    let by_id = by_id(&run.outcomes());
+    assert_eq!(by_id.len(), 7);
+    assert!(["e0", "e1", "e2", "e3", "e4", "bg"]
+        .iter()
+        .all(|id| by_id[*id]["status"] == "ok"));
+    assert_eq!(by_id["long"]["status"], "cancelled");
+    assert_eq!(
+        by_id["long"]["error"],
+        "the process was ended by a plugin calling exit() before this item finished"
+    );
+}

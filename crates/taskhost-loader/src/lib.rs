@@ -9,7 +9,8 @@
 //! — plugins in C, C++ or Zig that export the versioned descriptor of
 //! `taskhost-plugin-api/include/taskhost_plugin.h`, opened through libloading — does, and it
 //! is confined to one module, each item with its own `#[allow(unsafe_code)]` and each `unsafe`
-//! block with a `// SAFETY:` comment.
+//! block with a `// SAFETY:` comment. (The other `unsafe` is [`exit_hook`]'s `atexit` and
+//! `_exit`: a plugin that calls `exit` ends the host, and only an exit handler runs after.)
 //!
 //! # What it does
 //!
@@ -63,6 +64,7 @@ mod c_abi;
 mod context;
 mod elf;
 mod error;
+pub mod exit_hook;
 mod trust;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -62,6 +62,8 @@ impl Interrupts {
             {
                 hook();
             }
+            // The host's own exit, not a plugin's.
+            crate::dispatch::exit_watch::disarm();
             std::process::exit(INTERRUPTED_EXIT);
         }
     }

@@ -15,6 +15,7 @@
 //! moment it is taken until its outcome is written, so memory is bounded by `run.max_in_flight`
 //! whatever the input size, with or without `--ordered`.
 
+pub mod exit_watch;
 mod handoff;
 pub mod journal;
 mod outbox;
@@ -713,8 +714,9 @@ impl Shared {
         }
     }
 
-    /// After the grace period: report what still runs as cancelled.
-    fn abandon_running(&self) {
+    /// After the grace period: report what still runs (or waits) as cancelled, for `reason`.
+    /// Returns the tasks that were running, as `task (id, line)`.
+    fn abandon_running(&self, reason: &str) -> Vec<String> {
         let abandoned: Vec<(u64, Running)> = self
             .running
             .iter()
@@ -728,28 +730,36 @@ impl Shared {
                 Some("interrupted while waiting to retry".into()),
             );
         }
+        let mut ran = Vec::new();
         for (seq, running) in abandoned {
             let timings = running
                 .future
                 .as_ref()
                 .map(TaskFuture::timings)
                 .unwrap_or_default();
-            let ran = running.ran_so_far();
+            let ran_for = running.ran_so_far();
             let job = running.job;
+            if timings.queue_wait.is_some() {
+                ran.push(format!(
+                    "{} (id {:?}, line {})",
+                    job.task.name, job.item.id, job.line
+                ));
+            }
             self.send(Outcome {
                 id: job.item.id,
                 task: Some(Arc::clone(&job.task.name)),
                 status: Status::Cancelled,
                 output: None,
-                error: Some("still running when the shutdown grace period ended".to_owned()),
+                error: Some(reason.to_owned()),
                 pool: Some(Arc::clone(&job.task.pool_name)),
                 attempts: job.attempt,
                 waited_ms: millis(Some(job.waited + timings.queue_wait.unwrap_or_default())),
-                ran_ms: millis(Some(job.ran + ran)),
+                ran_ms: millis(Some(job.ran + ran_for)),
                 line: job.line,
                 seq,
             });
         }
+        ran
     }
 }
 
@@ -906,6 +916,14 @@ pub fn run(
     });
     let timer_thread = timer::spawn(Arc::clone(&shared))?;
 
+    // Plugin code calling `exit` from here on: every record out, then a failing status.
+    let exit_watch = {
+        let shared = Arc::clone(&shared);
+        let writer = Arc::clone(&writer);
+        let outbox = Arc::clone(&outbox);
+        exit_watch::arm(move || unexpected_exit(&shared, &writer, &outbox))
+    };
+
     // The writer thread.
     let expected = Arc::new(AtomicU64::new(u64::MAX));
     let give_up = Arc::new(AtomicBool::new(false));
@@ -1031,7 +1049,7 @@ pub fn run(
             while !writer_thread.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            shared.abandon_running();
+            shared.abandon_running("still running when the shutdown grace period ended");
             // Every outcome is sent by now; a moment for the writer to take them, then stop.
             let deadline = Instant::now() + Duration::from_secs(2);
             while !writer_thread.is_finished() && Instant::now() < deadline {
@@ -1047,6 +1065,9 @@ pub fn run(
     writer_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    // Every record is written: an `exit` now loses nothing. (Dropped here, while `shared` is
+    // still held: the watch's clone must not be the one that drops the pools.)
+    drop(exit_watch);
     shared.timer.shut_down();
     let _ = timer_thread.join();
     interrupts.clear_hook();
@@ -1093,6 +1114,48 @@ pub fn run(
         },
         source_error,
     })
+}
+
+/// Plugin code called `exit` during the run (see [`exit_watch`]): records the unfinished items
+/// `cancelled`, writes and commits every record, and says what was running.
+fn unexpected_exit(shared: &Shared, slot: &Mutex<Writer>, outbox: &Outbox<Outcome>) -> String {
+    shared.stopping.store(true, Ordering::SeqCst);
+    let running = shared.abandon_running(
+        "the process was ended by a plugin calling exit() before this item finished",
+    );
+    let mut writer = lock(slot);
+    for outcome in outbox.close() {
+        writer.accept(outcome);
+    }
+    writer.drain_pending();
+    writer.flush();
+    drop(writer);
+    // The writer thread may hold a batch it took just before: a moment for it to write it.
+    std::thread::sleep(Duration::from_millis(20));
+    let mut writer = lock(slot);
+    writer.drain_pending();
+    writer.flush();
+    let mut message = format!(
+        "a plugin ended the process with exit() in the middle of the run; {} records are written \
+         (the unfinished items' as `cancelled`)",
+        writer.written
+    );
+    if let Some(error) = &writer.error {
+        message = format!("{message}, but writing them failed: {error}");
+    }
+    match running.len() {
+        0 => message.push_str("; no task was running"),
+        n => {
+            let shown: Vec<&str> = running.iter().take(10).map(String::as_str).collect();
+            let more = if n > shown.len() {
+                format!(" and {} more", n - shown.len())
+            } else {
+                String::new()
+            };
+            message.push_str(&format!("; running then: {}{more}", shown.join(", ")));
+        }
+    }
+    message
 }
 
 fn cancel_entry(shared: &Shared, entry: Entry, seq: u64) {
