@@ -443,6 +443,57 @@ fn what_a_plugin_prints_goes_to_stderr_not_into_the_records() {
     );
 }
 
+/// A plugin that closes descriptor 1 (here: points it at `/dev/null`) used to take the records
+/// written after it with it.
+#[test]
+fn a_plugin_that_takes_descriptor_1_away_loses_no_record() {
+    let dir = Dir::new();
+    let mut items = vec![json!({"id": "hide", "task": "testkit/hide_stdout", "input": null})];
+    items.extend(
+        (0..20).map(|i| json!({"id": format!("e{i}"), "task": "testkit/echo", "input": i})),
+    );
+    let mut command = dir.command();
+    command
+        .env("TASKHOST_POOLS__DEFAULT__MAX_WORKERS", "1")
+        .arg("run");
+    let run = dir.run_command(&mut command, &jsonl(&items));
+    run.assert_code(0);
+    assert_eq!(by_id(&run.outcomes()).len(), 21);
+}
+
+/// Records used to wait in a 64 KiB buffer until the end of the run: a reader of the stream saw
+/// nothing, and an abrupt end lost them.
+#[test]
+fn records_reach_the_output_while_the_run_goes_on() {
+    use std::io::BufRead;
+    let dir = Dir::new();
+    let input = dir.write(
+        "in.jsonl",
+        &jsonl(&[
+            json!({"id": "quick", "task": "testkit/echo", "input": 1}),
+            json!({"id": "long", "task": "testkit/sleep", "input": {"ms": 60_000}}),
+        ]),
+    );
+    let mut child = dir.spawn(&["run", "-i", input.to_str().unwrap()]);
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let _ = line_tx.send(lines.next());
+        lines.count()
+    });
+    let first = line_rx.recv_timeout(std::time::Duration::from_secs(20));
+    let running = child.try_wait().unwrap().is_none();
+    crate::signals::send_signal(&child, "INT");
+    let status = child.wait().unwrap();
+    let rest = reader.join().unwrap();
+    let first: Value =
+        serde_json::from_str(&first.expect("no record within 20 s").unwrap().unwrap()).unwrap();
+    assert_eq!(first["id"], "quick");
+    assert!(running, "the run had ended before its first record arrived");
+    assert_eq!((status.code(), rest), (Some(130), 1));
+}
+
 /// A task that ignores its stop request used to hold the run forever after its timeout.
 #[test]
 fn a_task_that_ignores_its_timeout_is_given_up_on_and_the_run_ends() {

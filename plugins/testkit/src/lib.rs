@@ -1,6 +1,7 @@
 //! `testkit`: small tasks that exercise the host — echo, sleep, fail, panic, log, progress, spin —
-//! and misbehaving ones that the host must survive: `print` (writes to stdout), `exit` (ends the
-//! process), `raw` (returns output that is not JSON), `stuck` (ignores cancellation).
+//! and misbehaving ones that the host must survive: `print` (writes to stdout), `hide_stdout`
+//! (points descriptor 1 at `/dev/null`), `exit` (ends the process), `raw` (returns output that
+//! is not JSON), `stuck` (ignores cancellation).
 //!
 //! Used by the loader's and the host's tests and by the benchmarks. Every well-behaved task that
 //! takes time (`sleep`, `spin`, `progress`) honours cancellation within a few milliseconds.
@@ -159,6 +160,22 @@ pub fn print(input: Print, _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
         .map_err(|error| TaskError::failed(format!("writing to stdout: {error}")))
 }
 
+/// `hide_stdout`: points descriptor 1 at `/dev/null`, as a plugin that closes stdout (and has
+/// the descriptor reused) would: whatever is written to descriptor 1 after it is gone.
+pub fn hide_stdout(_input: (), _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+    #[cfg(unix)]
+    {
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(|error| TaskError::failed(format!("opening /dev/null: {error}")))?;
+        rustix::stdio::dup2_stdout(&null)
+            .map_err(|error| TaskError::failed(format!("dup2 over stdout: {error}")))
+    }
+    #[cfg(not(unix))]
+    Err(TaskError::failed("hide_stdout works on Unix only"))
+}
+
 /// `exit`: ends the whole process with `code`, from the task or, after `after_ms`, from a
 /// thread of its own.
 pub fn exit(input: Exit, _ctx: &TaskContext<'_>) -> Result<(), TaskError> {
@@ -207,6 +224,11 @@ pub fn plugin() -> Plugin {
         .task("progress", "reports `steps` progress updates", progress)
         .task("print", "writes `text` to stdout (misbehaves)", print)
         .task("exit", "ends the process with `code` (misbehaves)", exit)
+        .task(
+            "hide_stdout",
+            "points descriptor 1 at /dev/null (misbehaves)",
+            hide_stdout,
+        )
         .raw_task("raw", "returns `bytes` as its output, JSON or not", raw)
         .task(
             "stuck",
