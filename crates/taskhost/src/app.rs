@@ -228,8 +228,8 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 return Err(Failure {
                     code: EXIT_USAGE,
                     error: anyhow::anyhow!(
-                        "no plugins found in {}: build them first with `cargo xtask build-plugins` \
-                         (or run `cargo xtask demo`)",
+                        "no plugins found in {}: build them with `cargo xtask build-plugins` and \
+                         name target/plugins in [plugins] dirs, or run `cargo xtask demo`",
                         display_dirs(&settings.plugins.dirs)
                     ),
                 });
@@ -376,6 +376,10 @@ fn print_pins(host: &Host, settings: &Settings) -> Result<(), Failure> {
 }
 
 fn display_dirs(dirs: &[PathBuf]) -> String {
+    if dirs.is_empty() {
+        // The default folder is below $XDG_DATA_HOME or $HOME, and neither is set.
+        return "no folder (set [plugins] dirs, or HOME for the default one)".to_owned();
+    }
     dirs.iter()
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
