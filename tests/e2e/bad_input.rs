@@ -296,6 +296,8 @@ fn an_empty_or_cut_short_plugin_file_is_skipped_with_a_warning() {
     ] {
         let dir = Dir::new();
         let config = plugin_folder_with(&dir, &bad, false);
+        // The config's relative `dirs` are taken from its folder.
+        let bad_library = dir.path().join("plugins/libtaskhost_bad.so");
         let run = dir.run(
             &["run", "--config", config.to_str().unwrap()],
             "{\"id\":\"e\",\"task\":\"testkit/echo\",\"input\":1}\n",
@@ -303,9 +305,10 @@ fn an_empty_or_cut_short_plugin_file_is_skipped_with_a_warning() {
         run.assert_code(0);
         assert_eq!(run.outcomes()[0]["status"], "ok");
         assert!(
-            run.stderr.contains(
-                "skipping plugin: plugins/libtaskhost_bad.so: expected a dynamic library, "
-            ) && run.stderr.contains(excerpt),
+            run.stderr.contains(&format!(
+                "skipping plugin: {}: expected a dynamic library, ",
+                bad_library.display()
+            )) && run.stderr.contains(excerpt),
             "{}",
             run.stderr
         );
@@ -314,8 +317,10 @@ fn an_empty_or_cut_short_plugin_file_is_skipped_with_a_warning() {
         let run = dir.run(&["run", "--config", config.to_str().unwrap()], "");
         run.assert_code(2);
         assert!(
-            run.stderr.contains("taskhost: error: loading plugins: plugins/libtaskhost_bad.so: expected a dynamic library")
-                && run.stderr.contains(excerpt),
+            run.stderr.contains(&format!(
+                "taskhost: error: loading plugins: {}: expected a dynamic library",
+                bad_library.display()
+            )) && run.stderr.contains(excerpt),
             "{}",
             run.stderr
         );
@@ -335,9 +340,10 @@ fn a_plugin_file_truncated_inside_its_segments_is_skipped_with_a_warning() {
     );
     run.assert_code(0);
     assert!(
-        run.stderr.contains(
-            "skipping plugin: plugins/libtaskhost_bad.so: not a complete library: segment "
-        ) && run
+        run.stderr.contains(&format!(
+            "skipping plugin: {}: not a complete library: segment ",
+            dir.path().join("plugins/libtaskhost_bad.so").display()
+        )) && run
             .stderr
             .contains(" but the file has 20 000 bytes (truncated?)"),
         "{}",
