@@ -139,3 +139,17 @@ fn a_second_ctrl_c_exits_at_once_with_what_is_done() {
     let quick = outcomes.iter().filter(|o| o["status"] == "ok").count();
     assert_eq!(quick, 3, "what was done is flushed: {outcomes:#?}");
 }
+
+/// A task still running when the grace period ended used to be recorded with `ran_ms: 0.0`.
+#[test]
+fn a_task_given_up_on_after_ctrl_c_records_how_long_it_ran() {
+    let items = [json!({"id": "stuck", "task": "testkit/stuck", "input": {"ms": 600_000}})];
+    let run = interrupted_run("INT", "", &items, Duration::from_millis(800));
+    run.assert_code(130);
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0]["status"], "cancelled");
+    // It ran from the start until the end of the 2 s grace period after the signal.
+    let ran = outcomes[0]["ran_ms"].as_f64().unwrap();
+    assert!((2000.0..60_000.0).contains(&ran), "ran_ms {ran}");
+}
