@@ -22,12 +22,24 @@ fn run(full_name: &str, input: &str) -> Result<serde_json::Value, TaskFailure> {
         .map(|bytes| json(&bytes))
 }
 
+/// A testkit task that misbehaves on purpose (its description says so): it ends the process,
+/// writes to the host's descriptors or ignores cancellation, so it cannot run inside this test.
+fn misbehaves(task: &PluginTask) -> bool {
+    task.description().ends_with("(misbehaves)")
+}
+
 #[test]
 fn the_sample_plugins_load_with_their_tasks() {
     let set = samples();
     let names: Vec<_> = set.plugins().iter().map(|p| p.name()).collect();
     assert_eq!(names, ["checksum", "csample", "primes", "testkit"]);
-    let tasks: Vec<_> = set.tasks().map(|t| t.full_name().to_owned()).collect();
+    // testkit's tasks that misbehave on purpose (print to stdout, exit, ...) serve the host's
+    // tests; they are left out here, so adding one does not change what this test says.
+    let tasks: Vec<_> = set
+        .tasks()
+        .filter(|t| !misbehaves(t))
+        .map(|t| t.full_name().to_owned())
+        .collect();
     assert_eq!(
         tasks,
         [
@@ -45,6 +57,7 @@ fn the_sample_plugins_load_with_their_tasks() {
             "testkit/panic",
             "testkit/log",
             "testkit/progress",
+            "testkit/raw",
         ]
     );
     let expanding: Vec<_> = set
@@ -310,10 +323,12 @@ fn every_task_type_runs_through_the_executor() {
             Some(FailureKind::Failed),
         ),
         ("csample/log", r#"{"message": "l"}"#.into(), None),
+        ("testkit/raw", r#"{"bytes": [123, 125]}"#.into(), None),
     ];
     let covered: BTreeSet<&str> = work.iter().map(|w| w.0).collect();
     let all: BTreeSet<String> = samples()
         .tasks()
+        .filter(|t| !misbehaves(t))
         .map(|t| t.full_name().to_owned())
         .collect();
     assert_eq!(
