@@ -444,6 +444,10 @@ fn a_closed_stdout_is_an_error_and_dev_null_is_not() {
     );
     dir.run_command(&mut shell(">/dev/null"), item)
         .assert_code(0);
+    // `/dev/null` opened read-write (as Python's `subprocess.DEVNULL` gives) is not a closed
+    // stdout either.
+    dir.run_command(&mut shell("1<>/dev/null"), item)
+        .assert_code(0);
     // Records to a file do not need stdout.
     let output = dir.path().join("out.jsonl");
     dir.run_command(

@@ -10,7 +10,8 @@
 //! `taskhost-plugin-api/include/taskhost_plugin.h`, opened through libloading — does, and it
 //! is confined to one module, each item with its own `#[allow(unsafe_code)]` and each `unsafe`
 //! block with a `// SAFETY:` comment. (The other `unsafe` is [`exit_hook`]'s `atexit` and
-//! `_exit`: a plugin that calls `exit` ends the host, and only an exit handler runs after.)
+//! `_exit`: a plugin that calls `exit` ends the host, and only an exit handler runs after; and
+//! [`stdio_probe`]'s constructor, which sees a closed stdout before the Rust runtime hides it.)
 //!
 //! # What it does
 //!
@@ -65,6 +66,7 @@ mod context;
 mod elf;
 mod error;
 pub mod exit_hook;
+pub mod stdio_probe;
 mod trust;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

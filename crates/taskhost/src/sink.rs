@@ -234,14 +234,17 @@ pub fn create_output(path: &std::path::Path) -> io::Result<std::fs::File> {
 /// what they print then goes to stderr, and the records stay whole on a descriptor of their own.
 ///
 /// A closed stdout (`>&-`) is an error: the Rust runtime replaces a closed standard descriptor
-/// with `/dev/null` opened read-write, and every record would vanish there. (A shell's
-/// `>/dev/null` opens it write-only, and is honoured.)
+/// with `/dev/null` opened read-write, and every record would vanish there. The loader's probe
+/// saw descriptor 1 before that; where it could not look, `/dev/null` open read-write is taken
+/// for a closed stdout (a shell's `>/dev/null` opens it write-only).
 #[cfg(unix)]
 pub fn take_stdout() -> io::Result<std::fs::File> {
     use std::os::fd::AsFd;
     let stdout = io::stdout();
     let fd = stdout.as_fd();
-    if is_stand_in_for_a_closed_descriptor(fd) {
+    let closed = taskhost_loader::stdio_probe::stdout_closed_at_start()
+        .unwrap_or_else(|| is_stand_in_for_a_closed_descriptor(fd));
+    if closed {
         return Err(io::Error::other(
             "stdout is closed, so the outcome records would go nowhere: give it somewhere to go, \
              or pass --output FILE (--output /dev/null to discard them)",
@@ -260,7 +263,8 @@ pub fn take_stdout() -> io::Result<io::Stdout> {
 }
 
 /// Whether `fd` is `/dev/null` open for reading and writing: what the Rust runtime puts in
-/// place of a standard descriptor that was closed when the process started.
+/// place of a standard descriptor that was closed when the process started (and, alas, also
+/// what Python's `subprocess.DEVNULL` gives).
 #[cfg(unix)]
 fn is_stand_in_for_a_closed_descriptor(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     use rustix::fs::{fcntl_getfl, fstat, stat, OFlags};
