@@ -5,9 +5,11 @@
 //! append-only file with the id of each *finished* item, and `--resume` skips the input items whose
 //! id it already holds.
 //!
-//! **Format.** One JSON string per line: the outcome record's `id` (the item's id, or its line
+//! **Format.** A first line that says what the journal belongs to ([`JournalHeader`], a JSON
+//! object), then one JSON string per line: the outcome record's `id` (the item's id, or its line
 //! number when it has none), e.g. `"a1"` or `"17"`. A last line without its `\n` is a torn write
-//! from a crash: it is ignored, and cut off before anything is appended.
+//! from a crash: it is ignored, and cut off before anything is appended. The journal is locked
+//! (`flock`) for the life of the run: a second run on it is refused.
 //!
 //! **What counts as finished.** Every final status — `ok`, `failed`, `panicked`, `timed_out`,
 //! `rejected`, `invalid` — except `cancelled`: an item cancelled by Ctrl-C / SIGTERM did not
@@ -26,10 +28,12 @@
 //! **Guarantee.** Against the journal, exactly once: an id in the journal is never run again by
 //! `--resume`, and every input item whose id is not in it is run (and gets its record) by the
 //! resumed run. Output, at least once: records written after the last commit before a crash are
-//! in the first run's output *and* the resumed run's (their ids never reached the journal). Keep
-//! ids unique: `--resume` skips every item whose id is in the journal, duplicates included.
+//! in the first run's output *and* the resumed run's (their ids never reached the journal). Ids
+//! must be unique, as `--resume` skips by id: a journaled run refuses the second occurrence of
+//! an id ([`ResumeSource`]).
 //!
-//! The skip set holds every id of the journal in memory (a `HashSet<String>`).
+//! The skip set holds every id of the journal in memory (a `HashSet<String>`), and the duplicate
+//! check every id read so far.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};

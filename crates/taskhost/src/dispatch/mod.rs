@@ -7,13 +7,18 @@
 //!                                        └── invalid / rejected ──► outbox ─► writer ─► OutcomeSink
 //!                                                                   (reorders with --ordered,
 //!                                                                    releases the permit)
-//!  timer thread: per-attempt timeouts (request_stop) and retries after their backoff
+//!  timer thread: per-attempt timeouts (request_stop), giving up on an attempt that ignores its
+//!  stop request, and retries after their backoff
 //! ```
 //!
 //! Invariants: every entry taken from the source gets exactly one outcome (whoever removes an
 //! attempt from the `running` table reports it); an entry holds one in-flight permit from the
 //! moment it is taken until its outcome is written, so memory is bounded by `run.max_in_flight`
 //! whatever the input size, with or without `--ordered`.
+//!
+//! A task that ignores its timeout is reported `timed_out` once the grace after it has passed;
+//! its worker stays busy, so the pools are then not joined at the end. A plugin calling `exit`
+//! mid-run is answered by [`exit_watch`]: every record out, then status 1.
 
 pub mod exit_watch;
 mod handoff;
