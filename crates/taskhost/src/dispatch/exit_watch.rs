@@ -2,7 +2,7 @@
 //!
 //! Plugins run in the host's process, so a plugin's `exit(0)` would end the run with status 0
 //! (which means "every item ok") and lose whatever was not written yet. While a run is going,
-//! [`arm`] holds its answer: `taskhost_loader::exit_hook` calls it from the exit handler, on the
+//! `arm` holds its answer: `taskhost_loader::exit_hook` calls it from the exit handler, on the
 //! thread that called `exit`; it records the unfinished items `cancelled`, writes and commits
 //! every record, says on stderr which tasks were running, and the process ends with status 1.
 //! The host's own exits (the end of `main`, the second Ctrl-C) disarm it first.
