@@ -258,7 +258,9 @@ fn walk_to_folder(dir: &Path) -> Result<std::os::fd::OwnedFd, LoadError> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let mut walked = PathBuf::from("/");
     let mut current = rustix::fs::open("/", flags, Mode::empty()).map_err(io::Error::from);
-    for index in 0..=names.len() {
+    // `current` is the open of `walked`, the path through `names[..index]`.
+    let mut index = 0;
+    loop {
         let is_folder = index == names.len();
         let refuse = |walked: &Path, reason: Distrust| {
             if is_folder {
@@ -303,8 +305,8 @@ fn walk_to_folder(dir: &Path) -> Result<std::os::fd::OwnedFd, LoadError> {
         let name = names[index];
         walked.push(name);
         current = rustix::fs::openat(&handle, name, flags, Mode::empty()).map_err(io::Error::from);
+        index += 1;
     }
-    unreachable!("the loop returns at the plugin folder")
 }
 
 impl Folder {
