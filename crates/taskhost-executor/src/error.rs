@@ -14,8 +14,6 @@ pub enum CancelReason {
     User,
     /// `shutdown(.., cancel_futures = true)` while it was queued.
     Shutdown,
-    /// The pool broke (an initializer failed) while it was queued.
-    BrokenPool,
     /// The task honoured a stop request.
     StopRequested,
 }
@@ -30,7 +28,6 @@ impl CancelReason {
         match self {
             CancelReason::User => "user",
             CancelReason::Shutdown => "shutdown",
-            CancelReason::BrokenPool => "broken_pool",
             CancelReason::StopRequested => "stop_requested",
         }
     }
@@ -59,6 +56,9 @@ pub enum ResultError {
     Panicked(String),
     /// The task never ran because the pool broke; the reason.
     BrokenPool(String),
+    /// The item was never submitted: [`BufferedMap`](crate::BufferedMap) could not submit it
+    /// (the pool was shut down or broke while the results were being read); the refusal.
+    NotSubmitted(String),
 }
 
 impl fmt::Display for ResultError {
@@ -68,6 +68,9 @@ impl fmt::Display for ResultError {
             ResultError::Cancelled(reason) => write!(f, "the task was cancelled ({reason})"),
             ResultError::Panicked(message) => write!(f, "the task panicked: {message}"),
             ResultError::BrokenPool(message) => write!(f, "the pool is broken: {message}"),
+            ResultError::NotSubmitted(refusal) => {
+                write!(f, "the item was not submitted: {refusal}")
+            }
         }
     }
 }
@@ -190,6 +193,44 @@ impl<F> fmt::Display for SubmitError<F> {
 
 impl<F> std::error::Error for SubmitError<F> {}
 
+/// Why [`Executor::map_buffered`](crate::Executor::map_buffered) returned no iterator. The
+/// refusal hands the item back, as [`SubmitError`] does.
+///
+/// ```
+/// use taskhost_executor::{Executor, MapError};
+/// let pool = Executor::new(1).unwrap();
+/// let err = pool.map_buffered(|x: u8| x, [1], None, 0).unwrap_err();
+/// assert!(matches!(err, MapError::ZeroBufferSize));
+/// assert_eq!(err.to_string(), "buffersize must be at least 1, found 0");
+/// ```
+pub enum MapError<X> {
+    /// The buffer size was 0 (Python raises `ValueError`).
+    ZeroBufferSize,
+    /// A submission of the first buffer was refused; the futures already submitted were
+    /// cancelled.
+    Refused(SubmitError<X>),
+}
+
+impl<X> fmt::Debug for MapError<X> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapError::ZeroBufferSize => f.write_str("ZeroBufferSize"),
+            MapError::Refused(error) => write!(f, "Refused({error:?})"),
+        }
+    }
+}
+
+impl<X> fmt::Display for MapError<X> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapError::ZeroBufferSize => f.write_str("buffersize must be at least 1, found 0"),
+            MapError::Refused(error) => error.fmt(f),
+        }
+    }
+}
+
+impl<X> std::error::Error for MapError<X> {}
+
 /// Why an [`ExecutorBuilder`](crate::ExecutorBuilder) could not build a pool.
 ///
 /// ```
@@ -203,12 +244,26 @@ impl<F> std::error::Error for SubmitError<F> {}
 pub enum BuildError {
     /// `max_workers` was 0.
     ZeroWorkers,
+    /// `max_workers` was above [`MAX_WORKERS`](crate::MAX_WORKERS) (a thread each).
+    TooManyWorkers(usize),
+    /// `queue_capacity` was above [`MAX_QUEUE_CAPACITY`](crate::MAX_QUEUE_CAPACITY).
+    QueueTooLarge(usize),
 }
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::ZeroWorkers => f.write_str("max_workers must be at least 1, found 0"),
+            BuildError::TooManyWorkers(found) => write!(
+                f,
+                "max_workers must be at most {} (one thread each), found {found}",
+                crate::MAX_WORKERS
+            ),
+            BuildError::QueueTooLarge(found) => write!(
+                f,
+                "queue_capacity must be at most {} (0 is unbounded), found {found}",
+                crate::MAX_QUEUE_CAPACITY
+            ),
         }
     }
 }

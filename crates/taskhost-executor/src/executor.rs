@@ -26,11 +26,9 @@ use std::time::{Duration, Instant};
 use tracing::{Level, Span};
 
 use crate::context::{TaskContext, TaskOptions};
-use crate::error::{BuildError, CancelReason, ResultError, SubmitError};
+use crate::error::{BuildError, CancelReason, SubmitError};
 use crate::future::{HasShared, Shared, TaskFuture};
-use crate::job::{
-    Abandon, ExecuteJob, FutureJob, MapCall, Plain, TaskFn, Traced, WithContext, Work,
-};
+use crate::job::{Abandon, ExecuteJob, FutureJob, Plain, TaskFn, Traced, WithContext, Work};
 use crate::metrics::{Metrics, MetricsSnapshot, Padded, WorkerSide, WorkerTotals};
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{
@@ -83,6 +81,33 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Drops user data (a closure, a task's value, a panic payload) so that a panic its `Drop`
+/// raises cannot unwind into the pool: it is logged as `task.drop_panicked` and the thread goes
+/// on. Without this a panicking `Drop` killed the worker (or `shutdown` itself), and the pool
+/// never recovered.
+pub(crate) fn drop_contained<V>(value: V, pool: &str, task_id: u64) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        emit_drop_panicked(pool, task_id, payload);
+    }
+}
+
+#[cold]
+fn emit_drop_panicked(pool: &str, task_id: u64, payload: Box<dyn std::any::Any + Send>) {
+    let message = panic_message(payload.as_ref());
+    tracing::event!(
+        name: "task.drop_panicked",
+        target: "taskhost_executor",
+        Level::ERROR,
+        pool,
+        task_id,
+        panic = %message,
+        "task.drop_panicked"
+    );
+    // This payload's own `Drop` could panic again: leak it (a few bytes, once per such
+    // panic) rather than unwind here.
+    std::mem::forget(payload);
+}
+
 pub(crate) fn emit_cancelled(
     pool: &PoolInner,
     task_id: u64,
@@ -98,6 +123,20 @@ pub(crate) fn emit_cancelled(
         task,
         reason = reason.as_str(),
         "task.cancelled"
+    );
+}
+
+/// A queued future failed unrun because the pool broke (Python: `BrokenThreadPool`).
+pub(crate) fn emit_broken(pool: &PoolInner, task_id: u64, task: Option<&str>, reason: &str) {
+    tracing::event!(
+        name: "task.broken",
+        target: "taskhost_executor",
+        Level::WARN,
+        pool = &*pool.name,
+        task_id,
+        task,
+        reason,
+        "task.broken"
     );
 }
 
@@ -174,6 +213,7 @@ pub struct ExecutorBuilder {
     when_full: WhenFull,
     initializer: Option<Initializer>,
     task_timings: bool,
+    stack_size: Option<usize>,
 }
 
 impl fmt::Debug for ExecutorBuilder {
@@ -188,9 +228,34 @@ impl fmt::Debug for ExecutorBuilder {
             .field("when_full", &self.when_full)
             .field("initializer", &self.initializer.is_some())
             .field("task_timings", &self.task_timings)
+            .field("stack_size", &self.stack_size)
             .finish()
     }
 }
+
+/// The most worker threads a pool may have: each is an OS thread with its own stack, and a
+/// larger setting is a typo (`10^9` once started a thread per item in flight), not a plan.
+///
+/// ```
+/// use taskhost_executor::{BuildError, Executor, MAX_WORKERS};
+/// let err = Executor::new(MAX_WORKERS + 1).unwrap_err();
+/// assert_eq!(err, BuildError::TooManyWorkers(MAX_WORKERS + 1));
+/// ```
+pub const MAX_WORKERS: usize = 4096;
+
+/// How long a submit that could not start the pool's only worker waits before each retry.
+const SPAWN_RETRY_DELAYS_MS: [u64; 5] = [1, 4, 16, 64, 256];
+
+/// The largest bounded queue, in items. Only what is queued takes memory (a bound above a few
+/// thousand places is not allocated up front); past this, use an unbounded queue (0).
+///
+/// ```
+/// use taskhost_executor::{BuildError, Executor, MAX_QUEUE_CAPACITY};
+/// let err = Executor::builder().queue_capacity(usize::MAX).build().unwrap_err();
+/// assert_eq!(err, BuildError::QueueTooLarge(usize::MAX));
+/// assert!(Executor::builder().queue_capacity(MAX_QUEUE_CAPACITY).build().is_ok());
+/// ```
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
 
 /// `min(32, available_parallelism + 4)`, Python's default `max_workers`.
 ///
@@ -347,6 +412,18 @@ impl ExecutorBuilder {
         self
     }
 
+    /// The stack size of each worker thread, in bytes. Default: the platform's (std's
+    /// `RUST_MIN_STACK` or 2 MiB).
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::builder().stack_size(8 << 20).build().unwrap();
+    /// assert_eq!(*pool.submit(|| 1).unwrap().result(None).unwrap(), 1);
+    /// ```
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
     /// Builds the pool. No thread starts until the first submit.
     ///
     /// ```
@@ -360,6 +437,12 @@ impl ExecutorBuilder {
         if max_workers == 0 {
             return Err(BuildError::ZeroWorkers);
         }
+        if max_workers > MAX_WORKERS {
+            return Err(BuildError::TooManyWorkers(max_workers));
+        }
+        if self.queue_capacity > MAX_QUEUE_CAPACITY {
+            return Err(BuildError::QueueTooLarge(self.queue_capacity));
+        }
         let name = self.name.unwrap_or_else(|| "pool".to_owned());
         let prefix = self.thread_name_prefix.unwrap_or_else(|| name.clone());
         let inner = PoolInner {
@@ -368,6 +451,7 @@ impl ExecutorBuilder {
             max_workers,
             idle_timeout: self.idle_timeout,
             task_timings: self.task_timings,
+            stack_size: self.stack_size,
             max_tasks_per_worker: self.max_tasks_per_worker,
             workers_can_retire: self.idle_timeout.is_some() || self.max_tasks_per_worker != 0,
             bounded: self.queue_capacity != 0,
@@ -386,6 +470,7 @@ impl ExecutorBuilder {
                 next_index: 0,
                 threads: Vec::new(),
                 broken_reason: None,
+                spawn_failures: 0,
                 retired_counts: WorkerTotals::default(),
             }),
             workers_changed: Condvar::new(),
@@ -430,6 +515,8 @@ struct Workers {
     next_index: usize,
     threads: Vec<WorkerRecord>,
     broken_reason: Option<String>,
+    /// Worker starts that failed since the last one that succeeded (logged once per streak).
+    spawn_failures: u64,
     /// Counters of workers whose records were pruned.
     retired_counts: WorkerTotals,
 }
@@ -446,6 +533,8 @@ pub(crate) struct PoolInner {
     idle_timeout: Option<Duration>,
     /// [`ExecutorBuilder::task_timings`].
     task_timings: bool,
+    /// [`ExecutorBuilder::stack_size`].
+    stack_size: Option<usize>,
     max_tasks_per_worker: usize,
     /// An idle timeout or a task limit is set: workers may retire while the pool is open.
     workers_can_retire: bool,
@@ -749,32 +838,40 @@ impl PoolInner {
 
     /// After a push: claim an idle worker, or start one if below the maximum.
     #[inline]
-    fn adjust_thread_count(self: &Arc<Self>) {
-        if !self.saturated() {
-            self.claim_or_spawn();
+    fn adjust_thread_count(self: &Arc<Self>) -> Result<(), std::io::Error> {
+        if self.saturated() {
+            Ok(())
+        } else {
+            self.claim_or_spawn()
         }
     }
 
     /// [`adjust_thread_count`](Self::adjust_thread_count) of a pool that is not saturated.
     #[inline(never)]
-    fn claim_or_spawn(self: &Arc<Self>) {
+    fn claim_or_spawn(self: &Arc<Self>) -> Result<(), std::io::Error> {
         if self.try_claim_idle() {
-            return;
+            return Ok(());
         }
         if self.workers_can_retire {
             // Pairs with the fence in `retire_idle`/`retire_replacing` (see the module docs).
             fence(Ordering::SeqCst);
         }
         if self.alive.load(Ordering::SeqCst) >= self.max_workers {
-            return;
+            return Ok(());
         }
         let mut workers = lock(&self.workers);
         if self.alive.load(Ordering::SeqCst) < self.max_workers {
-            self.spawn_locked(&mut workers);
+            if let Err(error) = self.spawn_locked(&mut workers) {
+                drop(workers);
+                return self.spawn_failed(error);
+            }
         }
+        Ok(())
     }
 
-    fn spawn_locked(self: &Arc<Self>, workers: &mut Workers) {
+    /// Starts a worker (the caller holds the `workers` lock and saw room for one). A failure is
+    /// logged once per streak of failures, with the count when a start succeeds again.
+    fn spawn_locked(self: &Arc<Self>, workers: &mut Workers) -> Result<(), std::io::Error> {
         let mut retired = workers.retired_counts;
         workers.threads.retain_mut(|record| {
             // A worker drops its slot when it exits; a record without a handle was taken by
@@ -801,26 +898,75 @@ impl PoolInner {
         let pool = Arc::clone(self);
         let thread_slot = Arc::clone(&slot);
         let thread_name = name.clone();
-        match thread::spawn_named(name.clone(), move || {
+        match thread::spawn_named(name.clone(), self.stack_size, move || {
             worker_main(pool, thread_slot, thread_name);
         }) {
-            Ok(handle) => workers.threads.push(WorkerRecord {
-                name,
-                handle: Some(handle),
-                slot,
-            }),
+            Ok(handle) => {
+                workers.threads.push(WorkerRecord {
+                    name,
+                    handle: Some(handle),
+                    slot,
+                });
+                if workers.spawn_failures != 0 {
+                    tracing::event!(
+                        name: "worker.spawn_recovered",
+                        target: "taskhost_executor",
+                        Level::WARN,
+                        pool = &*self.name,
+                        failures = workers.spawn_failures,
+                        "worker.spawn_recovered"
+                    );
+                    workers.spawn_failures = 0;
+                }
+                Ok(())
+            }
             Err(error) => {
                 self.alive.fetch_sub(1, Ordering::SeqCst);
-                tracing::event!(
-                    name: "worker.spawn_failed",
-                    target: "taskhost_executor",
-                    Level::ERROR,
-                    pool = &*self.name,
-                    worker = %name,
-                    error = %error,
-                    "worker.spawn_failed"
-                );
+                workers.spawn_failures += 1;
+                if workers.spawn_failures == 1 {
+                    tracing::event!(
+                        name: "worker.spawn_failed",
+                        target: "taskhost_executor",
+                        Level::ERROR,
+                        pool = &*self.name,
+                        worker = %name,
+                        error = %error,
+                        "worker.spawn_failed"
+                    );
+                }
+                Err(error)
             }
+        }
+    }
+
+    /// A submit could not start a worker. If others are alive they will drain the queue; if
+    /// none is, retry with backoff (a thread limit may free up as exiting threads finish), and
+    /// then break the pool rather than leave queued futures with nobody to run them.
+    /// `Err`: still no worker; the caller breaks the pool once it is out of its submit window
+    /// (breaking waits for every submit in flight to leave).
+    #[cold]
+    fn spawn_failed(self: &Arc<Self>, mut error: std::io::Error) -> Result<(), std::io::Error> {
+        for delay_ms in SPAWN_RETRY_DELAYS_MS {
+            if self.alive.load(Ordering::SeqCst) != 0 {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            let mut workers = lock(&self.workers);
+            if self.alive.load(Ordering::SeqCst) != 0
+                || self.queue.is_empty()
+                || self.broken.load(Ordering::SeqCst)
+            {
+                return Ok(());
+            }
+            match self.spawn_locked(&mut workers) {
+                Ok(()) => return Ok(()),
+                Err(again) => error = again,
+            }
+        }
+        if self.alive.load(Ordering::SeqCst) == 0 {
+            Err(error)
+        } else {
+            Ok(())
         }
     }
 
@@ -841,14 +987,38 @@ impl PoolInner {
     }
 
     /// A worker that reached its task limit retires, starting its replacement if work remains.
-    fn retire_replacing(self: &Arc<Self>, worker: &str) {
+    /// False: the replacement could not start, so this worker stays (its recycling waits for
+    /// its next task limit) rather than leave queued work to nobody.
+    fn retire_replacing(self: &Arc<Self>, worker: &str) -> bool {
         let mut workers = lock(&self.workers);
         self.alive.fetch_sub(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
+        if !self.queue.is_empty()
+            && self.alive.load(Ordering::SeqCst) < self.max_workers
+            && self.spawn_locked(&mut workers).is_err()
+        {
+            self.alive.fetch_add(1, Ordering::SeqCst);
+            return false;
+        }
         emit_retired(self, worker, "max_tasks");
         self.metrics.inc_retired();
-        if !self.queue.is_empty() && self.alive.load(Ordering::SeqCst) < self.max_workers {
-            self.spawn_locked(&mut workers);
+        self.workers_changed.notify_all();
+        true
+    }
+
+    /// A worker died (unwound outside any task): counted out, replaced if work is queued. No
+    /// event: a panicking subscriber here would abort the process.
+    fn replace_dead(self: &Arc<Self>, _worker: &str) {
+        let mut workers = lock(&self.workers);
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.metrics.inc_retired();
+        if !self.closed.load(Ordering::SeqCst)
+            && !self.queue.is_empty()
+            && self.alive.load(Ordering::SeqCst) < self.max_workers
+        {
+            // Best effort: a failure is logged, and the next submit tries again.
+            let _ = self.spawn_locked(&mut workers);
         }
         self.workers_changed.notify_all();
     }
@@ -886,7 +1056,11 @@ impl PoolInner {
     fn drain(&self, why: Abandon<'_>) {
         while let Some(job) = self.queue.try_pop() {
             self.metrics.worker.0.inc_dequeued();
-            job.abandon(self, why);
+            // Abandoning drops user data (contained there); this also catches a panic in the
+            // last reference's drop, so one bad item cannot stop the drain.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| job.abandon(self, why))) {
+                emit_drop_panicked(&self.name, 0, payload);
+            }
         }
     }
 
@@ -919,10 +1093,11 @@ impl PoolInner {
     ) -> Result<Option<Work>, Refused> {
         let stripe = self.submits.mine();
         stripe.enter();
-        let refusal = if self.shutdown.load(Ordering::SeqCst) {
-            Some(Refusal::ShutDown)
-        } else if self.broken.load(Ordering::SeqCst) {
+        // Broken first, as Python 3.14 checks: the more informative reason wins when both hold.
+        let refusal = if self.broken.load(Ordering::SeqCst) {
             Some(Refusal::Broken(self.broken_reason()))
+        } else if self.shutdown.load(Ordering::SeqCst) {
+            Some(Refusal::ShutDown)
         } else {
             None
         };
@@ -930,16 +1105,17 @@ impl PoolInner {
             stripe.leave();
             return Err(self.refuse(job, refusal, task_id, task));
         }
+        let mut no_worker = Ok(());
         let result = if !self.bounded || self.when_full == WhenFull::Block {
             self.emit_queued(task_id, task, 1);
             self.queue.push(job);
-            self.adjust_thread_count();
+            no_worker = self.adjust_thread_count();
             Ok(None)
         } else {
             match self.queue.try_push(job) {
                 Ok(()) => {
                     self.emit_queued(task_id, task, 0);
-                    self.adjust_thread_count();
+                    no_worker = self.adjust_thread_count();
                     Ok(None)
                 }
                 Err(job) if self.when_full == WhenFull::CallerRuns => Ok(Some(job)),
@@ -947,6 +1123,10 @@ impl PoolInner {
             }
         };
         stripe.leave();
+        if let Err(error) = no_worker {
+            // The queued futures (this one too) fail with this reason: never a hang.
+            self.mark_broken(format!("cannot start a worker thread: {error}"));
+        }
         result.map_err(|(job, refusal)| self.refuse(job, refusal, task_id, task))
     }
 
@@ -1004,7 +1184,9 @@ impl PoolInner {
             clock: None,
             clocked: self.wants_clock(),
         };
-        job.run(&ctx);
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| job.run(&ctx))) {
+            emit_drop_panicked(&self.name, 0, payload);
+        }
     }
 
     fn shutdown(self: &Arc<Self>, wait: bool, cancel_futures: bool) {
@@ -1087,6 +1269,10 @@ fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
         worker = %name,
         "worker.spawned"
     );
+    let _departure = Departure {
+        pool: &pool,
+        worker: &name,
+    };
     if let Some(initializer) = &pool.initializer {
         let failure = match catch_unwind(AssertUnwindSafe(|| initializer())) {
             Ok(Ok(())) => None,
@@ -1169,8 +1355,26 @@ fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
             &mut tasks_run,
         );
         if limit != 0 && tasks_run >= limit {
-            pool.retire_replacing(&name);
-            return;
+            if pool.retire_replacing(&name) {
+                return;
+            }
+            tasks_run = 0;
+        }
+    }
+}
+
+/// Counts out a worker that unwinds (a panic outside any task and outside the user data it
+/// drops: the executor's own code, or a tracing subscriber), and starts its replacement if work
+/// is queued, so the pool never waits on a worker that is gone.
+struct Departure<'a> {
+    pool: &'a Arc<PoolInner>,
+    worker: &'a str,
+}
+
+impl Drop for Departure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.pool.replace_dead(self.worker);
         }
     }
 }
@@ -1194,7 +1398,14 @@ fn run_one(
         clock: Some(last_end),
         clocked: pool.wants_clock(),
     };
-    if job.run(&ctx) {
+    // The task's own panic is caught inside `run`; what unwinds out of it is a `Drop` of user
+    // data that `run` does not own by then (the job's last reference, holding the value).
+    // The task ran and was counted: keep the worker.
+    let ran = catch_unwind(AssertUnwindSafe(|| job.run(&ctx))).unwrap_or_else(|payload| {
+        emit_drop_panicked(&pool.name, 0, payload);
+        true
+    });
+    if ran {
         *tasks_run += 1;
     }
 }
@@ -1361,7 +1572,7 @@ impl Executor {
             .map_err(|e| e.map(|task: WithContext<F>| task.0))
     }
 
-    fn submit_task<C, T>(
+    pub(crate) fn submit_task<C, T>(
         &self,
         name: Option<Arc<str>>,
         task: C,
@@ -1462,59 +1673,6 @@ impl Executor {
                 })
             }
         }
-    }
-
-    /// Python's `map`: submits `f(item)` for every item before returning, then yields the
-    /// results in input order. `timeout` is a deadline fixed now, at the call. On the first error
-    /// or timeout the iterator yields it, cancels the remaining futures, and ends; dropping the
-    /// iterator early cancels the remaining futures too. If a submission is refused, the futures
-    /// already submitted are cancelled and the error hands back the refused item.
-    ///
-    /// ```
-    /// let pool = taskhost_executor::Executor::new(4).unwrap();
-    /// let squares: Vec<u64> = pool
-    ///     .map(|x: u64| x * x, 1..=5, None)
-    ///     .unwrap()
-    ///     .collect::<Result<_, _>>()
-    ///     .unwrap();
-    /// assert_eq!(squares, [1, 4, 9, 16, 25]);
-    /// ```
-    pub fn map<I, F, T>(
-        &self,
-        f: F,
-        items: I,
-        timeout: Option<Duration>,
-    ) -> Result<MapResults<T>, SubmitError<I::Item>>
-    where
-        I: IntoIterator,
-        I::Item: Send + 'static,
-        F: Fn(I::Item) -> T + Send + Sync + 'static,
-        T: Clone + Send + Sync + 'static,
-    {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let f = Arc::new(f);
-        let mut futures = Vec::new();
-        for item in items {
-            let call = MapCall {
-                f: Arc::clone(&f),
-                item,
-            };
-            match self.submit_task(None, call) {
-                Ok(future) => futures.push(future),
-                Err(error) => {
-                    for future in &futures {
-                        future.cancel();
-                    }
-                    return Err(error.map(|call| call.item));
-                }
-            }
-        }
-        Ok(MapResults {
-            futures,
-            next: 0,
-            deadline,
-            stopped: false,
-        })
     }
 
     /// Stops accepting work; later submits fail with [`SubmitError::ShutDown`]. Queued items
@@ -1632,77 +1790,5 @@ fn current_parent() -> Parent {
         (!span.is_none()).then_some(span)
     } else {
         None
-    }
-}
-
-/// The results of [`Executor::map`], in input order.
-///
-/// ```
-/// let pool = taskhost_executor::Executor::new(2).unwrap();
-/// let results = pool.map(|s: &str| s.len(), ["a", "bb"], None).unwrap();
-/// assert_eq!(results.futures().len(), 2);
-/// assert_eq!(results.collect::<Vec<_>>(), [Ok(1), Ok(2)]);
-/// ```
-pub struct MapResults<T: Send + Sync + 'static> {
-    futures: Vec<TaskFuture<T>>,
-    next: usize,
-    deadline: Option<Instant>,
-    stopped: bool,
-}
-
-impl<T: Send + Sync + 'static> fmt::Debug for MapResults<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapResults")
-            .field("total", &self.futures.len())
-            .field("next", &self.next)
-            .finish()
-    }
-}
-
-impl<T: Send + Sync + 'static> MapResults<T> {
-    /// The futures, in input order.
-    ///
-    /// ```
-    /// let pool = taskhost_executor::Executor::new(2).unwrap();
-    /// let results = pool.map(|x: i32| x, [1, 2, 3], None).unwrap();
-    /// assert_eq!(results.futures().len(), 3);
-    /// ```
-    pub fn futures(&self) -> &[TaskFuture<T>] {
-        &self.futures
-    }
-
-    fn cancel_rest(&mut self) {
-        self.stopped = true;
-        for future in &self.futures[self.next.min(self.futures.len())..] {
-            future.cancel();
-        }
-    }
-}
-
-impl<T: Clone + Send + Sync + 'static> Iterator for MapResults<T> {
-    type Item = Result<T, ResultError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.stopped || self.next >= self.futures.len() {
-            return None;
-        }
-        let timeout = self
-            .deadline
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        let result = self.futures[self.next].result(timeout).cloned();
-        if result.is_err() {
-            self.cancel_rest();
-        } else {
-            self.next += 1;
-        }
-        Some(result)
-    }
-}
-
-impl<T: Send + Sync + 'static> Drop for MapResults<T> {
-    fn drop(&mut self) {
-        if !self.stopped {
-            self.cancel_rest();
-        }
     }
 }

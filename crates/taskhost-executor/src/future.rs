@@ -22,9 +22,12 @@ pub(crate) const PENDING: u8 = 0;
 pub(crate) const RUNNING: u8 = 1;
 pub(crate) const FINISHED: u8 = 2;
 pub(crate) const FAILED: u8 = 3;
-pub(crate) const CANCELLED_USER: u8 = 4;
-pub(crate) const CANCELLED_SHUTDOWN: u8 = 5;
-pub(crate) const CANCELLED_BROKEN: u8 = 6;
+/// Failed without running because the pool broke: finished with an error, as Python's
+/// `BrokenThreadPool` futures are, not cancelled.
+pub(crate) const BROKEN: u8 = 4;
+/// Every state from here up is a cancellation ([`TaskFuture::cancelled`]).
+pub(crate) const CANCELLED_USER: u8 = 5;
+pub(crate) const CANCELLED_SHUTDOWN: u8 = 6;
 pub(crate) const CANCELLED_STOP: u8 = 7;
 const STATE_MASK: u8 = 0x0f;
 const HAS_WAITERS: u8 = 0x80;
@@ -79,7 +82,6 @@ pub(crate) fn cancelled_state(reason: CancelReason) -> u8 {
     match reason {
         CancelReason::User => CANCELLED_USER,
         CancelReason::Shutdown => CANCELLED_SHUTDOWN,
-        CancelReason::BrokenPool => CANCELLED_BROKEN,
         CancelReason::StopRequested => CANCELLED_STOP,
     }
 }
@@ -101,7 +103,7 @@ pub enum FutureState {
     Pending,
     /// A worker is running the task.
     Running,
-    /// The task returned or panicked.
+    /// The task returned or panicked, or never ran because the pool broke.
     Finished,
     /// The task was cancelled before it ran, or honoured a stop request.
     Cancelled,
@@ -343,7 +345,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
         let to = match outcome {
             Outcome::Value(_) => FINISHED,
             Outcome::Panicked(_) => FAILED,
-            Outcome::Broken(_) => CANCELLED_BROKEN,
+            Outcome::Broken(_) => BROKEN,
         };
         let _ = self.outcome.set(outcome);
         match self.transition(RUNNING, to) {
@@ -373,19 +375,6 @@ impl<T: Send + Sync + 'static> Shared<T> {
             }
             Err(_) => false,
         }
-    }
-
-    /// Fails a pending future because the pool broke; true if this call resolved it.
-    pub(crate) fn break_pending(&self, message: &str, owner: &dyn Fn() -> TaskFuture<T>) -> bool {
-        // Claim it first, so that the message is in place before the state says "done".
-        if self.transition(PENDING, RUNNING).is_err() {
-            return false;
-        }
-        self.complete(
-            Outcome::Broken(Box::new(Message(message.to_owned()))),
-            owner,
-        );
-        true
     }
 
     /// Wakes whoever registered, if anyone did (`previous` is the raw state before the change).
@@ -580,7 +569,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
         match self.sh().load() {
             PENDING => FutureState::Pending,
             RUNNING => FutureState::Running,
-            FINISHED | FAILED => FutureState::Finished,
+            FINISHED | FAILED | BROKEN => FutureState::Finished,
             _ => FutureState::Cancelled,
         }
     }
@@ -638,7 +627,6 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
         match self.sh().load() {
             CANCELLED_USER => Some(CancelReason::User),
             CANCELLED_SHUTDOWN => Some(CancelReason::Shutdown),
-            CANCELLED_BROKEN => Some(CancelReason::BrokenPool),
             CANCELLED_STOP => Some(CancelReason::StopRequested),
             _ => None,
         }
@@ -691,7 +679,7 @@ impl<T: Send + Sync + 'static> TaskFuture<T> {
             return Err(ResultError::Timeout);
         }
         match shared.load() {
-            FINISHED | FAILED | CANCELLED_BROKEN => match shared.outcome.get() {
+            FINISHED | FAILED | BROKEN => match shared.outcome.get() {
                 Some(Outcome::Value(value)) => Ok(value),
                 Some(Outcome::Panicked(message)) => Err(ResultError::Panicked(message.0.clone())),
                 Some(Outcome::Broken(message)) => Err(ResultError::BrokenPool(message.0.clone())),
@@ -871,27 +859,30 @@ mod tests {
         for state in [
             FINISHED,
             FAILED,
+            BROKEN,
             CANCELLED_USER,
             CANCELLED_SHUTDOWN,
-            CANCELLED_BROKEN,
             CANCELLED_STOP,
         ] {
             assert!(is_done(state) && is_done(state | HAS_WAITERS));
         }
     }
 
+    /// `cancelled()` is `state >= CANCELLED_USER`: a broken-pool failure must sit below.
+    const _: () = assert!(BROKEN < CANCELLED_USER && FAILED < BROKEN);
+
     #[test]
     fn cancel_reasons_map_to_distinct_states() {
         let states: std::collections::BTreeSet<_> = [
             CancelReason::User,
             CancelReason::Shutdown,
-            CancelReason::BrokenPool,
             CancelReason::StopRequested,
         ]
         .into_iter()
         .map(cancelled_state)
         .collect();
-        assert_eq!(states.len(), 4);
+        assert_eq!(states.len(), 3);
+        assert!(states.iter().all(|&s| s >= CANCELLED_USER));
     }
 
     /// Packed durations keep every nanosecond while they fit, lose under a thousandth beyond,

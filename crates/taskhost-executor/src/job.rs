@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::context::{StopSource, TaskContext};
 use crate::error::CancelReason;
 use crate::executor::{
-    emit_cancelled, next_task_id, panic_message, Parent, PoolInner, WorkerCtx, NOT_TIMED,
+    drop_contained, emit_broken, emit_cancelled, next_task_id, panic_message, Parent, PoolInner,
+    WorkerCtx, NOT_TIMED,
 };
 use crate::future::{HasShared, Message, Outcome, Shared, TaskFuture};
 use crate::sync::{lock, Arc, Mutex};
@@ -162,9 +163,26 @@ where
 
     /// Drops the closure early (cancelled items), so captured data does not live as long as
     /// the futures do.
-    fn drop_task(&self) {
-        drop(lock(&self.task).take());
+    fn drop_task(&self, pool: &PoolInner) {
+        let task = lock(&self.task).take();
+        drop_contained(task, &pool.name, self.shared.id);
         drop(self.shared.take_parent());
+    }
+}
+
+/// Fails a started task's future if the worker unwinds before the task's body has returned
+/// (a panic outside the body: a tracing subscriber's, say), so that no waiter waits forever on
+/// a future whose worker is gone. Forgotten once the body has returned.
+struct FailOnUnwind<'a, T: Send + Sync + 'static> {
+    shared: &'a Shared<T>,
+    owner: &'a dyn Fn() -> TaskFuture<T>,
+}
+
+impl<T: Send + Sync + 'static> Drop for FailOnUnwind<'_, T> {
+    fn drop(&mut self) {
+        let message = Message("the worker thread panicked outside the task".to_owned());
+        self.shared
+            .complete(Outcome::Panicked(Box::new(message)), self.owner);
     }
 }
 
@@ -179,11 +197,16 @@ where
         if !shared.try_start() {
             // Cancelled while queued: skip it, as Python's worker does. The cancellation is
             // counted here, when the item leaves the queue (the future has no pool reference).
-            self.drop_task();
+            self.drop_task(pool);
             pool.metrics.inc_cancelled();
             emit_cancelled(pool, shared.id, shared.name(), CancelReason::User);
             return false;
         }
+        let owner = || self.future();
+        let unpublished = FailOnUnwind {
+            shared,
+            owner: &owner,
+        };
         let Some(task) = lock(&self.task).take() else {
             unreachable!("a pending item still has its closure");
         };
@@ -222,11 +245,12 @@ where
             _ => Duration::ZERO,
         };
         worker.end();
-        let owner = || self.future();
+        // From here every path publishes (and none unwinds short of a subscriber's panic).
+        std::mem::forget(unpublished);
         let outcome = match result {
             Ok(value) => {
                 if shared.stop_was_observed() {
-                    drop(value);
+                    drop_contained(value, &pool.name, shared.id);
                     pool.metrics.inc_cancelled();
                     emit_cancelled(pool, shared.id, name, CancelReason::StopRequested);
                     worker.before_publish();
@@ -241,6 +265,7 @@ where
             }
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
+                drop_contained(panic, &pool.name, shared.id);
                 worker.counts().inc_failed();
                 worker.emit_failed(shared.id, name, ran, &message);
                 Outcome::Panicked(Box::new(Message(message)))
@@ -256,22 +281,37 @@ where
     }
 
     fn abandon(self: Arc<Self>, pool: &PoolInner, why: Abandon<'_>) {
-        self.drop_task();
+        self.drop_task(pool);
         let shared = &self.shared;
-        // Counted before the future says done, so a reader of a done future sees it counted.
-        pool.metrics.inc_cancelled();
         let owner = || self.future();
-        let resolved = match why {
-            Abandon::Shutdown => shared.cancel_pending(CancelReason::Shutdown, &owner),
-            Abandon::Broken(message) => shared.break_pending(message, &owner),
-        };
-        // Not resolved here: the user cancelled it while it was queued; count it now.
-        let reason = match why {
-            _ if !resolved => CancelReason::User,
-            Abandon::Shutdown => CancelReason::Shutdown,
-            Abandon::Broken(_) => CancelReason::BrokenPool,
-        };
-        emit_cancelled(pool, shared.id, shared.name(), reason);
+        // Counted before the future says done, so a reader of a done future sees it counted.
+        match why {
+            Abandon::Shutdown => {
+                pool.metrics.inc_cancelled();
+                let resolved = shared.cancel_pending(CancelReason::Shutdown, &owner);
+                // Not resolved here: the user cancelled it while it was queued; counted now.
+                let reason = if resolved {
+                    CancelReason::Shutdown
+                } else {
+                    CancelReason::User
+                };
+                emit_cancelled(pool, shared.id, shared.name(), reason);
+            }
+            Abandon::Broken(message) => {
+                // Claimed first (not yet done), so the count is right before anyone sees it
+                // done: a future the user cancelled while queued stays cancelled; any other
+                // fails with the pool's reason (not cancelled: Python's `BrokenThreadPool`).
+                if shared.try_start() {
+                    pool.metrics.inc_broken();
+                    emit_broken(pool, shared.id, shared.name(), message);
+                    let outcome = Outcome::Broken(Box::new(Message(message.to_owned())));
+                    shared.complete(outcome, &owner);
+                } else {
+                    pool.metrics.inc_cancelled();
+                    emit_cancelled(pool, shared.id, shared.name(), CancelReason::User);
+                }
+            }
+        }
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -331,6 +371,7 @@ where
             Err(panic) => {
                 worker.counts().inc_failed();
                 worker.emit_failed(id, None, ran, &panic_message(panic.as_ref()));
+                drop_contained(panic, &worker.pool.name, id);
             }
         }
         worker.before_publish();
@@ -338,16 +379,21 @@ where
     }
 
     fn abandon(self: Box<Self>, pool: &PoolInner, why: Abandon<'_>) {
-        pool.metrics.inc_cancelled();
-        let reason = match why {
-            Abandon::Shutdown => CancelReason::Shutdown,
-            Abandon::Broken(_) => CancelReason::BrokenPool,
-        };
         let id = self
             .traced
             .as_ref()
             .map_or_else(next_task_id, |traced| traced.id);
-        emit_cancelled(pool, id, None, reason);
+        drop_contained(self, &pool.name, id);
+        match why {
+            Abandon::Shutdown => {
+                pool.metrics.inc_cancelled();
+                emit_cancelled(pool, id, None, CancelReason::Shutdown);
+            }
+            Abandon::Broken(message) => {
+                pool.metrics.inc_broken();
+                emit_broken(pool, id, None, message);
+            }
+        }
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {

@@ -208,7 +208,8 @@
 //! | `task.started`     | DEBUG | `worker` (thread name), `waited_us`                            |
 //! | `task.finished`    | DEBUG | `ran_us`                                                       |
 //! | `task.failed`      | WARN  | `ran_us`, `panic` (the panic message)                          |
-//! | `task.cancelled`   | INFO  | `reason`: `user`, `shutdown`, `broken_pool`, `stop_requested`  |
+//! | `task.cancelled`   | INFO  | `reason`: `user`, `shutdown`, `stop_requested`                 |
+//! | `task.broken`      | WARN  | `reason`: why the pool broke (a queued future failed unrun)    |
 //! | `task.rejected`    | WARN  | `reason`: `queue_full`, `shut_down`, `broken_pool`             |
 //! | `worker.spawned`   | DEBUG | `pool`, `worker` (no task fields)                              |
 //! | `worker.retired`   | DEBUG | `pool`, `worker`, `reason`: `idle`, `max_tasks`, `shutdown`, `broken` |
@@ -228,12 +229,20 @@
 //!
 //! # Where this differs from Python
 //!
+//! Two differences, both on purpose:
+//!
 //! * A cancelled future is done at once for `wait`/`as_completed` (Python waits for a worker to
-//!   dequeue it).
-//! * Futures of a broken pool report [`ResultError::BrokenPool`] and count as cancelled with
-//!   [`CancelReason::BrokenPool`] (Python marks them finished with an exception).
-//! * Values must be `Send + Sync`: every clone of a future may read the value from any thread.
-//! * `map` yields `Result`s instead of raising, and cancels the rest on the first error.
+//!   dequeue it), so a caller that cancels does not wait on a busy pool to see it.
+//! * The default `max_workers` is `min(32, available_parallelism + 4)`: Rust's
+//!   `available_parallelism` also honours a container's CPU quota, where Python's
+//!   `os.process_cpu_count()` counts only the CPUs the process may be scheduled on.
+//!
+//! Everything else follows Python 3.14, in Rust's forms: errors are values (`result` returns a
+//! [`ResultError`], `map` yields `Result`s) rather than exceptions; futures of a broken pool are
+//! finished with [`ResultError::BrokenPool`], not cancelled; [`wait`] and [`as_completed`] treat
+//! a future passed twice as one; [`Executor::map_buffered`] is `map(…, buffersize=n)`. A shared
+//! [`TaskFuture`] needs a `Sync` value (its clones read it from any thread);
+//! [`Executor::submit_owned`] takes any `Send` value and hands it out by ownership.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -242,20 +251,24 @@ mod error;
 mod executor;
 mod future;
 mod job;
+mod map;
 mod metrics;
+mod owned;
 mod sync;
 mod wait;
 
 pub use context::{CancellationToken, TaskContext, TaskOptions};
 pub use error::{
-    AsCompletedTimeout, BuildError, CancelReason, ResultError, SubmitError, TaskError,
+    AsCompletedTimeout, BuildError, CancelReason, MapError, ResultError, SubmitError, TaskError,
 };
 pub use executor::{
-    default_max_workers, Executor, ExecutorBuilder, MapResults, RunningTask, ShutdownReport,
-    WhenFull, TRACING_TARGET,
+    default_max_workers, Executor, ExecutorBuilder, RunningTask, ShutdownReport, WhenFull,
+    MAX_QUEUE_CAPACITY, MAX_WORKERS, TRACING_TARGET,
 };
 pub use future::{FutureState, TaskFuture, TaskTimings};
+pub use map::{BufferedMap, MapResults};
 pub use metrics::MetricsSnapshot;
+pub use owned::{Owned, OwnedFuture};
 pub use wait::{as_completed, wait, AsCompleted, ReturnWhen, WaitResult};
 
 #[cfg(test)]

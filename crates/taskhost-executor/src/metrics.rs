@@ -101,6 +101,8 @@ pub(crate) struct WorkerTotals {
 pub(crate) struct Rare {
     /// Futures that ended cancelled, whatever the reason.
     pub(crate) cancelled: AtomicU64,
+    /// Futures failed unrun because the pool broke (reported within `failed`).
+    pub(crate) broken: AtomicU64,
     /// Workers currently blocked waiting for work.
     pub(crate) workers_idle: AtomicUsize,
     /// Highest number of workers alive at once.
@@ -125,6 +127,9 @@ impl Metrics {
     }
     pub(crate) fn inc_cancelled(&self) {
         self.rare.0.cancelled.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn inc_broken(&self) {
+        self.rare.0.broken.fetch_add(1, Relaxed);
     }
     pub(crate) fn inc_idle(&self) {
         self.rare.0.workers_idle.fetch_add(1, Relaxed);
@@ -173,7 +178,7 @@ impl Metrics {
             queued: submitted.saturating_sub(dequeued),
             running: started.saturating_sub(stopped),
             completed,
-            failed,
+            failed: failed + self.rare.0.broken.load(Relaxed),
             cancelled: self.rare.0.cancelled.load(Relaxed),
             rejected,
         }
@@ -214,7 +219,8 @@ pub struct MetricsSnapshot {
     pub running: u64,
     /// Tasks that returned normally.
     pub completed: u64,
-    /// Tasks that panicked.
+    /// Tasks that panicked, and futures failed unrun because the pool broke (Python finishes
+    /// those with `BrokenThreadPool`; they are not cancelled).
     pub failed: u64,
     /// Futures that ended cancelled, whatever the [`CancelReason`](crate::CancelReason). A
     /// future cancelled by the user while queued is counted when its item leaves the queue.

@@ -150,15 +150,26 @@ pub(crate) mod thread {
     #[cfg(not(loom))]
     pub(crate) use std::thread::{current, JoinHandle};
 
-    /// Starts a named thread.
+    /// Starts a named thread (with `stack_size` bytes of stack, if given; not under loom).
     pub(crate) fn spawn_named(
         name: String,
+        stack_size: Option<usize>,
         body: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<JoinHandle<()>> {
         #[cfg(loom)]
-        return loom::thread::Builder::new().name(name).spawn(body);
+        {
+            let _ = stack_size;
+            loom::thread::Builder::new().name(name).spawn(body)
+        }
         #[cfg(not(loom))]
-        return std::thread::Builder::new().name(name).spawn(body);
+        {
+            let builder = std::thread::Builder::new().name(name);
+            match stack_size {
+                Some(bytes) => builder.stack_size(bytes),
+                None => builder,
+            }
+            .spawn(body)
+        }
     }
 
     /// Whether the thread has finished (a join will not block). Loom's handles cannot tell:
@@ -320,13 +331,68 @@ pub(crate) struct Queue<T> {
     rx: Receiver<Message<T>>,
     /// Set by [`Queue::close`].
     closed: AtomicBool,
+    /// The bound of a queue too large for crossbeam's array channel (which allocates every
+    /// slot up front: 10^8 places took 3.1 GB for one item); `None` otherwise.
+    room: Option<Room>,
+}
+
+/// Bounded queues up to this many places use crossbeam's array channel (allocated up front,
+/// at most a few hundred KiB); larger ones an unbounded channel behind a [`Room`] count, so
+/// memory follows what is queued, not the bound.
+#[cfg(not(loom))]
+pub(crate) const ARRAY_QUEUE_LIMIT: usize = 4096;
+
+/// The free places of a large bounded queue, and where a blocked submitter waits for one.
+#[cfg(not(loom))]
+struct Room {
+    free: AtomicUsize,
+    /// Submitters waiting for a place; a pop that frees one wakes one only if this is non-zero.
+    waiting: AtomicUsize,
+    lock: Mutex<()>,
+    freed: Condvar,
+}
+
+#[cfg(not(loom))]
+impl Room {
+    fn try_take(&self) -> bool {
+        self.free
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Takes a place, blocking until one is free. No wake-up is lost: the waiter counts
+    /// itself in and looks again under the lock; a freeing pop adds its place, then looks at
+    /// the count (both `SeqCst`), and notifies under the same lock.
+    fn take(&self) {
+        if self.try_take() {
+            return;
+        }
+        let mut guard = lock(&self.lock);
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        while !self.try_take() {
+            guard = self
+                .freed
+                .wait(guard)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn give_back(&self) {
+        self.free.fetch_add(1, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) != 0 {
+            let _guard = lock(&self.lock);
+            self.freed.notify_one();
+        }
+    }
 }
 
 #[cfg(not(loom))]
 impl<T> Queue<T> {
     /// A queue with room for `capacity` items; 0 means unbounded.
     pub(crate) fn new(capacity: usize) -> Self {
-        let (tx, rx) = if capacity == 0 {
+        let large = capacity > ARRAY_QUEUE_LIMIT;
+        let (tx, rx) = if capacity == 0 || large {
             crossbeam_channel::unbounded()
         } else {
             crossbeam_channel::bounded(capacity)
@@ -335,19 +401,41 @@ impl<T> Queue<T> {
             tx,
             rx,
             closed: AtomicBool::new(false),
+            room: large.then(|| Room {
+                free: AtomicUsize::new(capacity),
+                waiting: AtomicUsize::new(0),
+                lock: Mutex::new(()),
+                freed: Condvar::new(),
+            }),
         }
     }
 
     /// Pushes an item, blocking while a bounded queue is full.
     pub(crate) fn push(&self, item: T) {
+        if let Some(room) = &self.room {
+            room.take();
+        }
         // The receiver lives as long as `self`, so the channel cannot be disconnected.
         if self.tx.send(Message::Item(item)).is_err() {
             unreachable!("the work queue's receiver lives as long as its sender");
         }
     }
 
+    /// A popped item's place is free again (large bounded queues only).
+    fn popped(&self, item: T) -> T {
+        if let Some(room) = &self.room {
+            room.give_back();
+        }
+        item
+    }
+
     /// Pushes an item unless a bounded queue is full, in which case the item comes back.
     pub(crate) fn try_push(&self, item: T) -> Result<(), T> {
+        if let Some(room) = &self.room {
+            if !room.try_take() {
+                return Err(item);
+            }
+        }
         match self.tx.try_send(Message::Item(item)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(Message::Item(item)))
@@ -365,7 +453,7 @@ impl<T> Queue<T> {
     /// Takes the oldest item without blocking.
     pub(crate) fn try_pop(&self) -> Option<T> {
         match self.rx.try_recv() {
-            Ok(Message::Item(item)) => Some(item),
+            Ok(Message::Item(item)) => Some(self.popped(item)),
             Ok(Message::Wake) => {
                 self.pass_wake();
                 None
@@ -388,7 +476,7 @@ impl<T> Queue<T> {
             },
         };
         match message {
-            Some(Message::Item(item)) => Popped::Item(item),
+            Some(Message::Item(item)) => Popped::Item(self.popped(item)),
             Some(Message::Wake) => {
                 self.pass_wake();
                 Popped::Closed

@@ -3,7 +3,7 @@
 //! Both register one [`Watch`] on every pending future; a future that completes (or is
 //! cancelled: a cancelled future is done at once, unlike Python) pushes its index into the watch.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::error::{AsCompletedTimeout, ResultError};
@@ -101,9 +101,21 @@ fn is_exception<T: Send + Sync + 'static>(future: &TaskFuture<T>) -> bool {
         )
 }
 
+/// The futures with repeats left out (the first of each kept, in input order): Python's
+/// `set(fs)`, so that a future passed twice is counted, watched and yielded once.
+fn distinct<T: Send + Sync + 'static>(futures: &[TaskFuture<T>]) -> Vec<TaskFuture<T>> {
+    let mut seen = HashSet::with_capacity(futures.len());
+    futures
+        .iter()
+        .filter(|future| seen.insert(future.id()))
+        .cloned()
+        .collect()
+}
+
 /// Waits until the futures are done as `return_when` asks, or `timeout` passes (`None`: no
 /// limit), and returns which are done. Like Python's `concurrent.futures.wait`, except that a
-/// cancelled future counts as done the moment it is cancelled.
+/// cancelled future counts as done the moment it is cancelled. A future passed more than once
+/// is one future (Python's `set(fs)`): it appears once in the result.
 ///
 /// ```
 /// use std::time::Duration;
@@ -123,6 +135,7 @@ pub fn wait<T: Send + Sync + 'static>(
     return_when: ReturnWhen,
 ) -> WaitResult<T> {
     let deadline = timeout.map(|t| Instant::now() + t);
+    let futures = &distinct(futures)[..];
     let satisfied = |futures: &[TaskFuture<T>]| {
         let done = futures.iter().filter(|f| f.done()).count();
         match return_when {
@@ -152,7 +165,8 @@ pub fn wait<T: Send + Sync + 'static>(
 /// Yields the futures as they complete: those already done first (in input order), then in
 /// completion order. Once the deadline (`timeout` from the call; `None`: no limit) passes, yields
 /// one `Err(AsCompletedTimeout)` saying how many are unfinished, then ends. Cancelled futures
-/// are yielded the moment they are cancelled.
+/// are yielded the moment they are cancelled. A future passed more than once is yielded (and
+/// counted in the timeout) once, as in Python.
 ///
 /// ```
 /// use taskhost_executor::{as_completed, Executor};
@@ -170,6 +184,7 @@ pub fn as_completed<T: Send + Sync + 'static>(
     timeout: Option<Duration>,
 ) -> AsCompleted<T> {
     let deadline = timeout.map(|t| Instant::now() + t);
+    let futures = distinct(futures);
     let watch = Watch::new();
     let mut ready = VecDeque::new();
     let mut pending = 0;
@@ -181,7 +196,7 @@ pub fn as_completed<T: Send + Sync + 'static>(
         }
     }
     AsCompleted {
-        futures: futures.to_vec(),
+        futures,
         watch,
         ready,
         pending,

@@ -448,7 +448,11 @@ fn p09_failing_initializer_breaks_the_pool() {
     );
     assert!(pool.execute(|| ()).is_err());
     let m = pool.metrics();
-    assert_eq!((m.cancelled, m.rejected, m.completed), (3, 2, 0));
+    // Failed with the broken-pool error, not cancelled (issue 14).
+    assert_eq!(
+        (m.failed, m.cancelled, m.rejected, m.completed),
+        (3, 0, 2, 0)
+    );
 }
 
 #[test]

@@ -238,9 +238,10 @@ fn race_broken_pool_against_concurrent_submits() {
         ));
         let m = pool.metrics();
         assert_eq!(m.submitted, accepted_total);
+        // Failed with the broken-pool error, not cancelled (issue 14).
         assert_eq!(
-            (m.completed, m.cancelled),
-            (0, accepted_total),
+            (m.completed, m.failed, m.cancelled),
+            (0, accepted_total, 0),
             "round {round}: {m:?}"
         );
     }
