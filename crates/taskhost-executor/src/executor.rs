@@ -18,6 +18,7 @@
 //!   idle timeout, no task limit), no thread will ever start again: submitters and workers then
 //!   leave the idle tokens alone (`PoolInner::saturated`), so the busy case is a plain load.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,6 +36,7 @@ use crate::sync::{
     counter, fence, lock, spin_wait, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex,
     Ordering, Popped, Queue, Striped,
 };
+use crate::worker_state::{self, MakeState, WorkerInfo};
 
 /// The tracing target of every event and span this crate emits (for filters such as
 /// `RUST_LOG=taskhost_executor=debug`).
@@ -212,6 +214,7 @@ pub struct ExecutorBuilder {
     queue_capacity: usize,
     when_full: WhenFull,
     initializer: Option<Initializer>,
+    worker_state: Option<MakeState>,
     task_timings: bool,
     stack_size: Option<usize>,
 }
@@ -227,6 +230,7 @@ impl fmt::Debug for ExecutorBuilder {
             .field("queue_capacity", &self.queue_capacity)
             .field("when_full", &self.when_full)
             .field("initializer", &self.initializer.is_some())
+            .field("worker_state", &self.worker_state.is_some())
             .field("task_timings", &self.task_timings)
             .field("stack_size", &self.stack_size)
             .finish()
@@ -386,6 +390,48 @@ impl ExecutorBuilder {
         self
     }
 
+    /// Gives every worker thread a state of its own: `make` runs in the worker when it starts
+    /// (after the [`initializer`](Self::initializer)), its tasks reach the state with
+    /// [`with_worker_state`](crate::with_worker_state), and it is dropped when the worker exits
+    /// (idle retirement, recycling after [`max_tasks_per_worker`](Self::max_tasks_per_worker),
+    /// shutdown), in the worker's thread. A `make` that panics breaks the pool, as a failing
+    /// initializer does. Default: none.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use taskhost_executor::{with_worker_state, Executor};
+    ///
+    /// struct Connection(Arc<AtomicUsize>);
+    /// impl Drop for Connection {
+    ///     fn drop(&mut self) { self.0.fetch_add(1, Ordering::SeqCst); }
+    /// }
+    /// let closed = Arc::new(AtomicUsize::new(0));
+    /// let c = Arc::clone(&closed);
+    /// let pool = Executor::builder()
+    ///     .max_workers(1)
+    ///     .max_tasks_per_worker(2)                 // a new worker (and connection) every 2 tasks
+    ///     .worker_state(move |_| Connection(Arc::clone(&c)))
+    ///     .build()
+    ///     .unwrap();
+    /// for _ in 0..4 {
+    ///     let f = pool.submit(|| with_worker_state(|_: &mut Connection| ()).is_some()).unwrap();
+    ///     assert!(*f.result(None).unwrap());
+    /// }
+    /// pool.shutdown(true, false);
+    /// assert_eq!(closed.load(Ordering::SeqCst), 2);
+    /// ```
+    pub fn worker_state<S, M>(mut self, make: M) -> Self
+    where
+        S: 'static,
+        M: Fn(&WorkerInfo<'_>) -> S + Send + Sync + 'static,
+    {
+        self.worker_state = Some(Arc::new(move |info: &WorkerInfo<'_>| {
+            Box::new(make(info)) as Box<dyn Any>
+        }));
+        self
+    }
+
     /// Records each task's queue wait and run time, read back with
     /// [`TaskFuture::timings`](crate::TaskFuture::timings) and in the
     /// [`RunningTask::running_for`] of a [`ShutdownReport`]. Default `false`: timing a task costs
@@ -457,6 +503,7 @@ impl ExecutorBuilder {
             bounded: self.queue_capacity != 0,
             when_full: self.when_full,
             initializer: self.initializer,
+            worker_state: self.worker_state,
             queue: Queue::new(self.queue_capacity),
             metrics: Metrics::default(),
             epoch: Instant::now(),
@@ -541,6 +588,8 @@ pub(crate) struct PoolInner {
     bounded: bool,
     when_full: WhenFull,
     initializer: Option<Initializer>,
+    /// [`ExecutorBuilder::worker_state`].
+    worker_state: Option<MakeState>,
     queue: Queue<Work>,
     pub(crate) metrics: Metrics,
     epoch: Instant,
@@ -1288,6 +1337,28 @@ fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
             return;
         }
     }
+    // Declared after `_departure`, so dropped first: the state goes before the worker is
+    // counted out.
+    let _state = match &pool.worker_state {
+        None => None,
+        Some(make) => {
+            let info = WorkerInfo {
+                pool: &pool.name,
+                worker: &name,
+            };
+            match catch_unwind(AssertUnwindSafe(|| make(&info))) {
+                Ok(state) => Some(worker_state::install(state, &pool.name)),
+                Err(panic) => {
+                    pool.mark_broken(format!(
+                        "worker state panicked: {}",
+                        panic_message(panic.as_ref())
+                    ));
+                    pool.retire_exit(&name, "broken");
+                    return;
+                }
+            }
+        }
+    };
     let idle_token = Cell::new(false);
     let last_end = Cell::new(None);
     let mut tasks_run = 0usize;

@@ -256,6 +256,7 @@ mod metrics;
 mod owned;
 mod sync;
 mod wait;
+mod worker_state;
 
 pub use context::{CancellationToken, TaskContext, TaskOptions};
 pub use error::{
@@ -270,6 +271,7 @@ pub use map::{BufferedMap, MapResults};
 pub use metrics::MetricsSnapshot;
 pub use owned::{Owned, OwnedFuture};
 pub use wait::{as_completed, wait, AsCompleted, ReturnWhen, WaitResult};
+pub use worker_state::{with_worker_state, WorkerInfo};
 
 #[cfg(test)]
 mod tests {

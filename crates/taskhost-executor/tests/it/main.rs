@@ -11,3 +11,4 @@ mod red_team;
 mod stress;
 mod tracing_events;
 mod util;
+mod worker_state;
