@@ -11,6 +11,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+#[cfg(unix)]
+pub mod isolation;
 pub mod progress;
 pub mod routing;
 pub mod signals;

@@ -1,0 +1,470 @@
+//! The host side: [`ChildWorker`], one child process serving one executor worker's tasks.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+
+use super::protocol::{Outcome, Request, Response};
+use super::{ChildSpec, SOCKET_ENV};
+use taskhost_loader::TaskFailure;
+
+/// How often a waiting host looks at the task's cancel check and the clock.
+const POLL: Duration = Duration::from_millis(20);
+/// How long a child may take to load its plugins and say it is ready.
+const START_LIMIT: Duration = Duration::from_secs(30);
+/// How long a child that was asked to exit (its socket closed) gets before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Why a task run in a child has no outcome from the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Crash {
+    /// The child died while running the task; what happened, as an operator reads it
+    /// ("worker process killed by SIGSEGV while running p/t").
+    Died(String),
+    /// The task did not stop within the grace after it was asked to; the child was killed.
+    Killed(String),
+    /// No child could be started (or it refused to serve): the task never ran.
+    NotStarted(String),
+}
+
+impl std::fmt::Display for Crash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Crash::Died(why) | Crash::Killed(why) | Crash::NotStarted(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What the reader thread saw on the socket.
+enum Event {
+    Message(Response),
+    /// The socket closed or carried something that is not a message: the child is gone or
+    /// broken.
+    Gone,
+}
+
+/// One live child process and its socket.
+struct Live {
+    child: Child,
+    socket: UnixStream,
+    events: Receiver<Event>,
+}
+
+/// A child process that serves one executor worker's tasks, started on demand and replaced
+/// after it dies. Dropping it ends the child (its socket closes; killed after a grace).
+#[derive(Debug)]
+pub struct ChildWorker {
+    spec: Arc<ChildSpec>,
+    worker: String,
+    live: Option<LiveHandle>,
+    next_id: u64,
+    /// The task running now, for the lines the child prints.
+    running: Arc<Mutex<Option<String>>>,
+}
+
+/// [`Live`], kept apart so that `ChildWorker` can derive `Debug`.
+struct LiveHandle(Live);
+
+impl std::fmt::Debug for LiveHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("pid", &self.0.child.id())
+            .finish()
+    }
+}
+
+impl ChildWorker {
+    /// A worker for the executor worker `worker`; its child starts now (if it cannot, the
+    /// first task says why and the next one tries again).
+    pub fn new(spec: Arc<ChildSpec>, worker: &str) -> ChildWorker {
+        let mut this = ChildWorker {
+            spec,
+            worker: worker.to_owned(),
+            live: None,
+            next_id: 0,
+            running: Arc::new(Mutex::new(None)),
+        };
+        if let Err(error) = this.start() {
+            tracing::warn!(worker = %this.worker, error = %error, "isolation.start_failed");
+        }
+        this
+    }
+
+    /// The child's process id, while one is running.
+    pub fn pid(&self) -> Option<u32> {
+        self.live.as_ref().map(|live| live.0.child.id())
+    }
+
+    fn start(&mut self) -> Result<(), Crash> {
+        let live = spawn_child(&self.spec, &self.worker, &self.running)
+            .map_err(|e| Crash::NotStarted(format!("cannot start a worker process: {e:#}")))?;
+        self.live = Some(LiveHandle(live));
+        Ok(())
+    }
+
+    /// Runs `task` on `input` in the child. `cancelled` is polled while it runs: once it turns
+    /// true the child is asked to stop the task, and killed if the task has not ended
+    /// `kill_after` later. `Err`: the child died or was killed (and will be replaced by the next
+    /// call), or could not be started.
+    pub fn run(
+        &mut self,
+        task: &str,
+        input: &[u8],
+        cancelled: &dyn Fn() -> bool,
+        kill_after: Duration,
+    ) -> Result<Result<Vec<u8>, TaskFailure>, Crash> {
+        if self.live.is_none() {
+            self.start()?;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let request = Request::Run {
+            id,
+            task: task.to_owned(),
+            input: String::from_utf8_lossy(input).into_owned(),
+        };
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.to_owned());
+        let result = self.exchange(id, task, &request, cancelled, kill_after);
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if result.is_err() {
+            // Whatever happened, this child is done; the next call starts another.
+            if let Some(LiveHandle(live)) = self.live.take() {
+                end_child(live, Duration::ZERO);
+            }
+        }
+        result
+    }
+
+    fn exchange(
+        &mut self,
+        id: u64,
+        task: &str,
+        request: &Request,
+        cancelled: &dyn Fn() -> bool,
+        kill_after: Duration,
+    ) -> Result<Result<Vec<u8>, TaskFailure>, Crash> {
+        let Some(LiveHandle(live)) = self.live.as_mut() else {
+            return Err(Crash::NotStarted("no worker process".into()));
+        };
+        if send(&live.socket, request).is_err() {
+            return Err(Crash::Died(died(live, task)));
+        }
+        let mut asked_to_stop: Option<Instant> = None;
+        loop {
+            match live.events.recv_timeout(POLL) {
+                Ok(Event::Message(Response::Done { id: done, outcome })) if done == id => {
+                    return Ok(match outcome {
+                        Outcome::Ok { output } => Ok(output),
+                        Outcome::Failed { kind, message } => Err(TaskFailure {
+                            kind: kind.kind(),
+                            message,
+                        }),
+                    });
+                }
+                Ok(Event::Message(_)) => {}
+                Ok(Event::Gone) | Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Crash::Died(died(live, task)));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            match asked_to_stop {
+                None if cancelled() => {
+                    asked_to_stop = Some(Instant::now());
+                    let _ = send(&live.socket, &Request::Cancel { id });
+                }
+                Some(at) if at.elapsed() >= kill_after => {
+                    let _ = live.child.kill();
+                    let _ = live.child.wait();
+                    return Err(Crash::Killed(format!(
+                        "task {task} did not stop within {} ms of being asked to; its worker \
+                         process was killed",
+                        kill_after.as_millis()
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Drop for ChildWorker {
+    fn drop(&mut self) {
+        if let Some(LiveHandle(live)) = self.live.take() {
+            end_child(live, EXIT_GRACE);
+        }
+    }
+}
+
+/// Waits for a child whose socket failed and says how it ended.
+fn died(live: &mut Live, task: &str) -> String {
+    // The socket closes as the process exits; its status follows within moments.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match live.child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            Ok(None) | Err(_) => {
+                let _ = live.child.kill();
+                break live.child.wait().ok();
+            }
+        }
+    };
+    match status {
+        Some(status) => format!("worker process {} while running {task}", describe(status)),
+        None => format!("worker process lost while running {task}"),
+    }
+}
+
+/// "killed by SIGSEGV", "exited with code 3", "exited with code 0".
+pub(crate) fn describe(status: ExitStatus) -> String {
+    if let Some(signal) = status.signal() {
+        let core = if status.core_dumped() {
+            " (core dumped)"
+        } else {
+            ""
+        };
+        return format!("killed by {}{core}", signal_name(signal));
+    }
+    match status.code() {
+        Some(code) => format!("exited with code {code}"),
+        None => "ended".to_owned(),
+    }
+}
+
+/// The usual name of a Linux signal number.
+fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_owned()
+}
+
+fn send(socket: &UnixStream, request: &Request) -> io::Result<()> {
+    let mut writer = socket;
+    serde_json::to_writer(&mut writer, request)?;
+    writer.flush()
+}
+
+/// Ends a child: closing its socket tells it to exit; after `grace` it is killed.
+fn end_child(live: Live, grace: Duration) {
+    let Live {
+        mut child, socket, ..
+    } = live;
+    let _ = socket.shutdown(std::net::Shutdown::Both);
+    drop(socket);
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            _ => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A private folder (mode 0700) for the socket, removed when dropped.
+struct SocketDir(PathBuf);
+
+impl SocketDir {
+    fn new(worker: &str) -> io::Result<SocketDir> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let safe: String = worker
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(40)
+            .collect();
+        let dir = std::env::temp_dir().join(format!("taskhost-{}-{safe}-{n}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(SocketDir(dir))
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.0.join("worker.sock")
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn spawn_child(
+    spec: &ChildSpec,
+    worker: &str,
+    running: &Arc<Mutex<Option<String>>>,
+) -> anyhow::Result<Live> {
+    use anyhow::Context;
+    let dir = SocketDir::new(worker).context("creating the worker socket's folder")?;
+    let path = dir.socket();
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    listener.set_nonblocking(true)?;
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .env(SOCKET_ENV, &path)
+        .env("TASKHOST_WORKER_NAME", worker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {}", spec.program.display()))?;
+    for (stream, pipe) in [
+        (
+            "stdout",
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            "stderr",
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+    ] {
+        if let Some(pipe) = pipe {
+            forward_output(pipe, stream, worker, child.id(), Arc::clone(running));
+        }
+    }
+    let socket = match accept(&listener, &mut child) {
+        Ok(socket) => socket,
+        Err(error) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error);
+        }
+    };
+    drop(listener);
+    drop(dir);
+    socket.set_nonblocking(false)?;
+    let (tx, events) = mpsc::channel();
+    let reader = socket.try_clone()?;
+    thread::Builder::new()
+        .name(format!("{worker}-child"))
+        .spawn(move || {
+            let messages = serde_json::Deserializer::from_reader(BufReader::new(reader))
+                .into_iter::<Response>();
+            for message in messages {
+                match message {
+                    Ok(message) => {
+                        if tx.send(Event::Message(message)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(Event::Gone);
+        })?;
+    let mut live = Live {
+        child,
+        socket,
+        events,
+    };
+    wait_ready(&mut live)?;
+    Ok(live)
+}
+
+/// Accepts the child's connection, or says why it never came.
+fn accept(listener: &UnixListener, child: &mut Child) -> anyhow::Result<UnixStream> {
+    let deadline = Instant::now() + START_LIMIT;
+    loop {
+        match listener.accept() {
+            Ok((socket, _)) => return Ok(socket),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error.into()),
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "the worker process {} before it connected",
+                describe(status)
+            );
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "the worker process did not connect within {} s",
+                START_LIMIT.as_secs()
+            );
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn wait_ready(live: &mut Live) -> anyhow::Result<()> {
+    match live.events.recv_timeout(START_LIMIT) {
+        Ok(Event::Message(Response::Ready { .. })) => Ok(()),
+        Ok(Event::Message(Response::Refused { error })) => {
+            anyhow::bail!("the worker process could not serve: {error}")
+        }
+        Ok(Event::Message(other)) => anyhow::bail!("the worker process said {other:?} first"),
+        Ok(Event::Gone) | Err(_) => {
+            let status = live.child.wait()?;
+            anyhow::bail!("the worker process {} while starting", describe(status))
+        }
+    }
+}
+
+/// Turns what the child prints into tracing events naming the worker and the task it ran.
+fn forward_output(
+    pipe: Box<dyn Read + Send>,
+    stream: &'static str,
+    worker: &str,
+    pid: u32,
+    running: Arc<Mutex<Option<String>>>,
+) {
+    let worker = worker.to_owned();
+    let _ = thread::Builder::new()
+        .name(format!("{worker}-{stream}"))
+        .spawn(move || {
+            for line in BufReader::new(pipe).split(b'\n') {
+                let Ok(line) = line else { return };
+                let task = running.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                tracing::info!(
+                    target: "taskhost::isolation",
+                    worker = %worker,
+                    pid,
+                    stream,
+                    task = task.as_deref().unwrap_or("-"),
+                    line = %String::from_utf8_lossy(&line),
+                    "plugin.output"
+                );
+            }
+        });
+}
+
+/// The socket path a child was given (for the child side).
+pub(crate) fn socket_from_env() -> Option<PathBuf> {
+    std::env::var_os(SOCKET_ENV).map(PathBuf::from)
+}

@@ -1,0 +1,100 @@
+//! The messages between a host worker and its child process: JSON values on a private Unix
+//! socket, one after another (serde_json's stream reader finds where each ends, so there is no
+//! framing of our own). Never on the child's stdout, which belongs to the plugins.
+
+use serde::{Deserialize, Serialize};
+
+/// Host → child.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum Request {
+    /// Run one task. `input` is the item's input, as JSON text.
+    Run {
+        id: u64,
+        task: String,
+        input: String,
+    },
+    /// Ask the running task `id` to stop (its cancel check turns true).
+    Cancel { id: u64 },
+}
+
+/// Child → host.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum Response {
+    /// The plugins are loaded; the child serves requests from now on.
+    Ready { pid: u32, tasks: usize },
+    /// The child could not start serving (a plugin failed to load, say).
+    Refused { error: String },
+    /// Task `id` ended.
+    Done { id: u64, outcome: Outcome },
+}
+
+/// How a task ended in the child.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(crate) enum Outcome {
+    /// The plugin's output bytes.
+    Ok { output: Vec<u8> },
+    /// The plugin reported a failure; `kind` as in the loader's `FailureKind`.
+    Failed { kind: FailureCode, message: String },
+}
+
+/// A `FailureKind` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FailureCode {
+    Failed,
+    Panicked,
+    Cancelled,
+    InvalidInput,
+}
+
+impl FailureCode {
+    pub(crate) fn from_kind(kind: taskhost_loader::FailureKind) -> FailureCode {
+        use taskhost_loader::FailureKind;
+        match kind {
+            FailureKind::Panicked => FailureCode::Panicked,
+            FailureKind::Cancelled => FailureCode::Cancelled,
+            FailureKind::InvalidInput => FailureCode::InvalidInput,
+            _ => FailureCode::Failed,
+        }
+    }
+
+    pub(crate) fn kind(self) -> taskhost_loader::FailureKind {
+        use taskhost_loader::FailureKind;
+        match self {
+            FailureCode::Failed => FailureKind::Failed,
+            FailureCode::Panicked => FailureKind::Panicked,
+            FailureCode::Cancelled => FailureKind::Cancelled,
+            FailureCode::InvalidInput => FailureKind::InvalidInput,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several messages written back to back are read back one by one, whatever they hold.
+    #[test]
+    fn messages_read_back_from_a_stream_in_order() {
+        let mut wire = Vec::new();
+        let sent = [
+            Request::Run {
+                id: 1,
+                task: "p/t".into(),
+                input: "{\"a\":\"}{\\n\"}".into(),
+            },
+            Request::Cancel { id: 1 },
+        ];
+        for message in &sent {
+            serde_json::to_writer(&mut wire, message).unwrap();
+        }
+        let read: Vec<Request> = serde_json::Deserializer::from_slice(&wire)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(format!("{read:?}"), format!("{sent:?}"));
+    }
+}
