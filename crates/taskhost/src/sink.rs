@@ -18,6 +18,8 @@ pub enum Status {
     Ok,
     Failed,
     Panicked,
+    /// The worker process of an isolated pool died while running the item.
+    Crashed,
     Cancelled,
     TimedOut,
     Rejected,
@@ -25,10 +27,11 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Self::Ok,
         Self::Failed,
         Self::Panicked,
+        Self::Crashed,
         Self::Cancelled,
         Self::TimedOut,
         Self::Rejected,
@@ -40,6 +43,7 @@ impl Status {
             Self::Ok => "ok",
             Self::Failed => "failed",
             Self::Panicked => "panicked",
+            Self::Crashed => "crashed",
             Self::Cancelled => "cancelled",
             Self::TimedOut => "timed_out",
             Self::Rejected => "rejected",

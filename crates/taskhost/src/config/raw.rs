@@ -77,6 +77,14 @@ pub struct RawPool {
     pub when_full: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread_name_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_after: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<String>,
 }
 
 /// `[[routes]]`

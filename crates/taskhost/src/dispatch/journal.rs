@@ -11,10 +11,11 @@
 //! from a crash: it is ignored, and cut off before anything is appended. The journal is locked
 //! (`flock`) for the life of the run: a second run on it is refused.
 //!
-//! **What counts as finished.** Every final status — `ok`, `failed`, `panicked`, `timed_out`,
-//! `rejected`, `invalid` — except `cancelled`: an item cancelled by Ctrl-C / SIGTERM did not
-//! finish, so a resumed run does it again. (`rejected` counts as finished, including a rejection
-//! by a full queue with `when_full = "reject"`; to redo those, remove their ids from the journal.)
+//! **What counts as finished.** Every final status — `ok`, `failed`, `panicked`, `crashed`,
+//! `timed_out`, `rejected`, `invalid` — except `cancelled`: an item cancelled by Ctrl-C /
+//! SIGTERM did not finish, so a resumed run does it again. (`rejected` counts as finished,
+//! including a rejection by a full queue with `when_full = "reject"`; to redo those, remove
+//! their ids from the journal.)
 //!
 //! **Ordering and durability.** [`JournaledSink`] wraps the outcome sink. `write` writes the
 //! record to the sink and only remembers the id; a *commit* then (1) flushes the sink and, for an
