@@ -528,6 +528,19 @@ fn resume_checks_the_output_and_input_the_journal_belongs_to() {
         "{}",
         run.stderr
     );
+    // Emptied (`> out.jsonl`, or a run without `--journal` over it): the records are lost too.
+    std::fs::write(&output, "").unwrap();
+    let run = resume(output_arg);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "holds 3 finished items whose records went to {output_arg}, which is empty now: \
+             restore it, or remove the journal to start over"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(&output).unwrap(), b"", "left alone");
     // The input grew: a warning, and only the new item runs.
     std::fs::write(&output, kept).unwrap();
     std::fs::write(&input, items(4)).unwrap();
@@ -543,4 +556,9 @@ fn resume_checks_the_output_and_input_the_journal_belongs_to() {
     );
     let ids: Vec<String> = by_id(&outcomes_of(&output)).into_keys().collect();
     assert_eq!(ids, ["r0", "r1", "r2", "r3"]);
+    // `/dev/null` is always empty: not a lost output.
+    let discarded = dir.path().join("j-null");
+    let discarded_arg = discarded.to_str().unwrap();
+    journaled(&dir, input_arg, "/dev/null", discarded_arg, false).assert_code(0);
+    journaled(&dir, input_arg, "/dev/null", discarded_arg, true).assert_code(0);
 }

@@ -78,12 +78,14 @@ pub enum JournalError {
     Locked { path: PathBuf },
     #[error(
         "journal {path} holds {records} finished items whose records went to {output}, \
-         which does not exist any more: restore it, or remove the journal to start over"
+         which {state}: restore it, or remove the journal to start over"
     )]
     OutputMissing {
         path: PathBuf,
         output: String,
         records: usize,
+        /// `does not exist any more`, or `is empty now`.
+        state: &'static str,
     },
 }
 
@@ -240,10 +242,10 @@ impl Journal {
     /// Opens (or creates) the journal at `path` and locks it for the life of the run.
     ///
     /// With `resume`, returns the ids it already holds (none when the file does not exist yet)
-    /// and cuts a torn last line off; a journal whose output is gone is refused, and another
-    /// output or a changed input is warned about. Without `resume`, a journal
-    /// that already holds records is refused, so that a forgotten `--resume` does not silently
-    /// redo finished work.
+    /// and cuts a torn last line off; a journal whose output is gone or emptied is refused, and
+    /// another output or a changed input is warned about. Without `resume`, a journal that
+    /// already holds records is refused, so that a forgotten `--resume` does not silently redo
+    /// finished work.
     pub fn open(
         path: &Path,
         resume: bool,
@@ -331,9 +333,9 @@ impl Journal {
     }
 }
 
-/// Refuses to resume into the journal's output when that file is gone (the finished items'
-/// records would be lost without a word); warns when this run's output or input is not the one
-/// the journal was started on.
+/// Refuses to resume into the journal's output when that file is gone or empty (the finished
+/// items' records would be lost without a word); warns when this run's output or input is not
+/// the one the journal was started on.
 fn check_identity(
     path: &Path,
     contents: &JournalContents,
@@ -348,7 +350,15 @@ fn check_identity(
         );
         return Ok(());
     };
-    let gone = then.output != "-" && !Path::new(&then.output).exists();
+    // The output held a record of every id the journal holds (each was journaled after its
+    // record was synced), so an output file gone or emptied since (`> out.jsonl`, or a run
+    // without `--journal` over it) has lost them.
+    let lost = match std::fs::metadata(&then.output) {
+        _ if then.output == "-" => None,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Some("does not exist any more"),
+        Ok(metadata) if metadata.is_file() && metadata.len() == 0 => Some("is empty now"),
+        _ => None,
+    };
     if then.output != now.output {
         // Allowed (the records are then split over two outputs), but never silently.
         tracing::warn!(
@@ -358,14 +368,15 @@ fn check_identity(
              {}{}; this run writes the rest to {}",
             contents.records,
             then.output,
-            if gone { " (which does not exist any more)" } else { "" },
+            lost.map(|state| format!(" (which {state})")).unwrap_or_default(),
             now.output
         );
-    } else if gone {
+    } else if let Some(state) = lost {
         return Err(JournalError::OutputMissing {
             path: path.to_owned(),
             output: then.output.clone(),
             records: contents.records,
+            state,
         });
     }
     if let Some(change) = then.input_change(now) {
