@@ -393,7 +393,9 @@ fn a_duplicate_id_is_invalid_and_names_the_first_line() {
                  {\"id\":\"1\",\"task\":\"testkit/echo\",\"input\":\"string\"}\n\
                  {\"id\":\"4\",\"task\":\"testkit/echo\",\"input\":\"explicit\"}\n\
                  {\"task\":\"testkit/echo\",\"input\":\"implicit\"}\n\
-                 {\"id\":\"1\",\"task\":\"testkit/echo\",\"input\":\"again\"}\n";
+                 {\"id\":\"1\",\"task\":\"testkit/echo\",\"input\":\"again\"}\n\
+                 {\"task\":\"testkit/echo\",\"input\":\"implicit first\"}\n\
+                 {\"id\":\"6\",\"task\":\"testkit/echo\",\"input\":\"explicit second\"}\n";
     let input_path = dir.write("in.jsonl", input);
     let input_arg = input_path.to_str().unwrap();
     let run = dir.run(&["run", "-i", input_arg, "--journal", journal_arg], "");
@@ -422,6 +424,13 @@ fn a_duplicate_id_is_invalid_and_names_the_first_line() {
             "line 4: duplicate id \"4\", first on line 3 (an item without an `id` takes its line number as id)",
         ),
         (5, "1", "invalid", "line 5: duplicate id \"1\", first on line 1"),
+        (6, "6", "ok", ""),
+        (
+            7,
+            "6",
+            "invalid",
+            "line 7: duplicate id \"6\", first on line 6 (an item without an `id` takes its line number as id)",
+        ),
     ]
     .map(|(line, id, status, error)| (line, id.to_owned(), status.to_owned(), error.to_owned()));
     assert_eq!(records, expected);
@@ -437,7 +446,7 @@ fn a_duplicate_id_is_invalid_and_names_the_first_line() {
         .filter(|o| o["status"] == "invalid")
         .map(|o| o["line"].as_u64().unwrap())
         .collect();
-    assert_eq!(lines.len(), 3, "{}", again.stdout);
+    assert_eq!(lines, [2, 4, 5, 7], "{}", again.stdout);
 }
 
 /// Two runs on one journal used to both exit 0 and interleave their ids.

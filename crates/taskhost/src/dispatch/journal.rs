@@ -501,8 +501,8 @@ pub fn entry_id(entry: &Entry) -> String {
 pub struct ResumeSource {
     inner: Box<dyn WorkSource>,
     done: HashSet<String>,
-    /// Every id read so far, with the line it was first on.
-    seen: HashMap<String, u64>,
+    /// Every id read so far, with the line it was first on and whether that line had no id.
+    seen: HashMap<String, (u64, bool)>,
     skipped: Arc<AtomicU64>,
 }
 
@@ -539,37 +539,43 @@ impl WorkSource for ResumeSource {
                 return Ok(None);
             };
             let line = entry.line;
-            let (body, task) = match entry.body {
+            // Whether the id is the line number because the line has none.
+            let (body, task, implicit) = match entry.body {
                 EntryBody::Line(bytes) => match parse_line(&bytes, line) {
                     Ok(item) => {
                         let task = Some(item.task.clone());
-                        (EntryBody::Item(item), task)
+                        // Looked for only when it matters: the id is the line number.
+                        let implicit = item.id == line.to_string() && !mentions_id(&bytes);
+                        (EntryBody::Item(item), task, implicit)
                     }
                     Err(invalid) => {
-                        let task = invalid.task.clone();
-                        (EntryBody::Line(bytes), task)
+                        let (task, implicit) = (invalid.task.clone(), invalid.id.is_none());
+                        (EntryBody::Line(bytes), task, implicit)
                     }
                 },
                 EntryBody::Item(item) => {
                     let task = Some(item.task.clone());
-                    (EntryBody::Item(item), task)
+                    (EntryBody::Item(item), task, false)
                 }
-                body => (body, None),
+                EntryBody::Refused(invalid) => {
+                    let implicit = invalid.id.is_none();
+                    (EntryBody::Refused(invalid), None, implicit)
+                }
+                body => (body, None, true),
             };
             let entry = Entry { line, body };
             let id = entry_id(&entry);
             match self.seen.entry(id) {
                 std::collections::hash_map::Entry::Occupied(first) => {
                     let id = first.key().clone();
-                    let implicit = if id == line.to_string() {
+                    let (first_line, first_implicit) = *first.get();
+                    let implicit = if implicit || first_implicit {
                         " (an item without an `id` takes its line number as id)"
                     } else {
                         ""
                     };
-                    let message = format!(
-                        "duplicate id {id:?}, first on line {}{implicit}",
-                        first.get()
-                    );
+                    let message =
+                        format!("duplicate id {id:?}, first on line {first_line}{implicit}");
                     return Ok(Some(Entry {
                         line,
                         body: EntryBody::Refused(InvalidLine {
@@ -581,11 +587,11 @@ impl WorkSource for ResumeSource {
                 }
                 std::collections::hash_map::Entry::Vacant(vacant) => {
                     if self.done.contains(vacant.key()) {
-                        vacant.insert(line);
+                        vacant.insert((line, implicit));
                         self.skipped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    vacant.insert(line);
+                    vacant.insert((line, implicit));
                 }
             }
             return Ok(Some(entry));
@@ -597,6 +603,11 @@ impl WorkSource for ResumeSource {
             .len_hint()
             .map(|n| n.saturating_sub(self.done.len() as u64))
     }
+}
+
+/// Whether a line's bytes hold `"id"` (a line that does not has no `id` field).
+fn mentions_id(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|window| window == b"\"id\"")
 }
 
 /// What the journal did in this run, for the summary.
