@@ -144,11 +144,16 @@ impl<W: Write + Send> JsonlSink<W> {
 }
 
 impl JsonlSink<std::fs::File> {
-    /// JSON lines to a file, which [`OutcomeSink::sync`] `fdatasync`s.
+    /// JSON lines to a file, which [`OutcomeSink::sync`] `fdatasync`s when it is a regular
+    /// file (`fdatasync` on `/dev/null` or a FIFO fails with `EINVAL`, and has nothing to do).
     pub fn file(file: std::fs::File) -> io::Result<Self> {
-        let handle = file.try_clone()?;
+        let handle = file
+            .metadata()?
+            .is_file()
+            .then(|| file.try_clone())
+            .transpose()?;
         let mut sink = Self::new(file);
-        sink.file = Some(handle);
+        sink.file = handle;
         Ok(sink)
     }
 }
