@@ -66,9 +66,10 @@ impl Dispatcher {
         let timeout = task.timeout;
         let pool = task.pool;
         let isolated = self.isolated[pool].clone();
-        // Only an attempt with a timeout needs the table from inside the pool (a clone per item
-        // is a reference count the workers then drop: one more line between the threads).
-        let shared = timeout.map(|_| Arc::clone(self));
+        // Only an attempt with a timeout, or in a worker process that may be killed, needs the
+        // table from inside the pool (a clone per item is a reference count the workers then
+        // drop: one more line between the threads).
+        let shared = (timeout.is_some() || isolated.is_some()).then(|| Arc::clone(self));
         // The pool's task name only feeds the executor's own events (the item span carries the
         // id to all the others): not worth an allocation per item when nobody records them.
         let name = tracing::enabled!(target: "taskhost_executor", tracing::Level::WARN)
@@ -105,8 +106,13 @@ impl Dispatcher {
                 }
                 drop(table);
                 if given_up {
-                    // It ended after all: its worker is back.
-                    shared.stuck[task.pool].fetch_sub(1, Ordering::SeqCst);
+                    // It ended after all: its worker is back. (Or it was reported at the end
+                    // of the shutdown grace, which held no worker: never below zero.)
+                    let _ = shared.stuck[task.pool].fetch_update(
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                        |n| n.checked_sub(1),
+                    );
                 }
             }
             result

@@ -511,7 +511,8 @@ fn wait_ready(live: &mut Live) -> anyhow::Result<()> {
     }
 }
 
-/// Turns what the child prints into tracing events naming the worker and the task it ran.
+/// Turns what the child prints into tracing events (`plugin.output`, warnings) naming the
+/// worker and the task it ran.
 fn forward_output(
     pipe: Box<dyn Read + Send>,
     stream: &'static str,
@@ -528,7 +529,8 @@ fn forward_output(
                 let Ok(line) = line else { return };
                 let line = String::from_utf8_lossy(&line);
                 let task = running.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                tracing::info!(
+                // Warnings: in a thread pool the same lines reach the terminal as they are.
+                tracing::warn!(
                     target: "taskhost::isolation",
                     worker = %worker,
                     pid,
