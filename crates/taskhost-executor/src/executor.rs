@@ -27,145 +27,25 @@ use std::time::{Duration, Instant};
 use tracing::{Level, Span};
 
 use crate::context::{TaskContext, TaskOptions};
-use crate::error::{BuildError, CancelReason, SubmitError};
-use crate::future::{HasShared, Shared, TaskFuture};
+use crate::error::{BuildError, SubmitError};
+use crate::events::{
+    current_parent, emit_drop_panicked, emit_pool_broken, emit_pool_shutdown, emit_queued,
+    emit_rejected, emit_retired, emit_spawn_failed, emit_spawn_recovered, emit_spawned,
+    open_task_span, panic_message,
+};
+use crate::future::{HoldsFutureCell, TaskFuture};
+use crate::future_cell::FutureCell;
 use crate::job::{Abandon, ExecuteJob, FutureJob, Plain, TaskFn, Traced, WithContext, Work};
 use crate::metrics::{Metrics, MetricsSnapshot, Padded, WorkerSide, WorkerTotals};
+use crate::queue::{Popped, Queue};
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{
     counter, fence, lock, spin_wait, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex,
-    Ordering, Popped, Queue, Striped,
+    Ordering, Striped,
 };
+use crate::task_id::next_task_id;
+use crate::timings::NOT_TIMED;
 use crate::worker_state::{self, MakeState, WorkerInfo};
-
-/// The tracing target of every event and span this crate emits (for filters such as
-/// `RUST_LOG=taskhost_executor=debug`).
-///
-/// ```
-/// assert_eq!(taskhost_executor::TRACING_TARGET, "taskhost_executor");
-/// ```
-pub const TRACING_TARGET: &str = "taskhost_executor";
-
-/// A worker slot's `started_ns` while its task is not timed.
-pub(crate) const NOT_TIMED: u64 = u64::MAX;
-
-static NEXT_TASK_ID: counter::AtomicU64 = counter::AtomicU64::new(1);
-
-/// Task ids are handed to each submitting thread in blocks, so that submitters do not all
-/// bump one shared counter.
-const ID_BLOCK: u64 = 1024;
-
-pub(crate) fn next_task_id() -> u64 {
-    thread_local! {
-        /// The next id of this thread's block, and the end of the block.
-        static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-    }
-    IDS.try_with(|ids| {
-        let (mut next, mut end) = ids.get();
-        if next == end {
-            next = NEXT_TASK_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
-            end = next + ID_BLOCK;
-        }
-        ids.set((next + 1, end));
-        next
-    })
-    .unwrap_or_else(|_| NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed))
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
-}
-
-/// Drops user data (a closure, a task's value, a panic payload) so that a panic its `Drop`
-/// raises cannot unwind into the pool: it is logged as `task.drop_panicked` and the thread goes
-/// on. Without this a panicking `Drop` killed the worker (or `shutdown` itself), and the pool
-/// never recovered.
-pub(crate) fn drop_contained<V>(value: V, pool: &str, task_id: u64) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        emit_drop_panicked(pool, task_id, payload);
-    }
-}
-
-#[cold]
-fn emit_drop_panicked(pool: &str, task_id: u64, payload: Box<dyn std::any::Any + Send>) {
-    let message = panic_message(payload.as_ref());
-    tracing::event!(
-        name: "task.drop_panicked",
-        target: "taskhost_executor",
-        Level::ERROR,
-        pool,
-        task_id,
-        panic = %message,
-        "task.drop_panicked"
-    );
-    // This payload's own `Drop` could panic again: leak it (a few bytes, once per such
-    // panic) rather than unwind here.
-    std::mem::forget(payload);
-}
-
-pub(crate) fn emit_cancelled(
-    pool: &PoolInner,
-    task_id: u64,
-    task: Option<&str>,
-    reason: CancelReason,
-) {
-    tracing::event!(
-        name: "task.cancelled",
-        target: "taskhost_executor",
-        Level::INFO,
-        pool = &*pool.name,
-        task_id,
-        task,
-        reason = reason.as_str(),
-        "task.cancelled"
-    );
-}
-
-/// A queued future failed unrun because the pool broke (Python: `BrokenThreadPool`).
-pub(crate) fn emit_broken(pool: &PoolInner, task_id: u64, task: Option<&str>, reason: &str) {
-    tracing::event!(
-        name: "task.broken",
-        target: "taskhost_executor",
-        Level::WARN,
-        pool = &*pool.name,
-        task_id,
-        task,
-        reason,
-        "task.broken"
-    );
-}
-
-fn emit_rejected(pool: &PoolInner, task_id: u64, task: Option<&str>, reason: &'static str) {
-    tracing::event!(
-        name: "task.rejected",
-        target: "taskhost_executor",
-        Level::WARN,
-        pool = &*pool.name,
-        task_id,
-        task,
-        reason,
-        "task.rejected"
-    );
-}
-
-fn emit_retired(pool: &PoolInner, worker: &str, reason: &'static str) {
-    tracing::event!(
-        name: "worker.retired",
-        target: "taskhost_executor",
-        Level::DEBUG,
-        pool = &*pool.name,
-        worker,
-        reason,
-        "worker.retired"
-    );
-}
 
 /// What a submitter does when a bounded queue is full ([`ExecutorBuilder::when_full`]).
 ///
@@ -703,42 +583,14 @@ impl WorkerCtx<'_> {
         if !tracing::level_enabled!(Level::INFO) {
             return None;
         }
-        Some(self.open_span(task_id, name, parent, waited))
-    }
-
-    /// The task's span, with its `task.started` event inside it.
-    #[cold]
-    #[inline(never)]
-    fn open_span(
-        &self,
-        task_id: u64,
-        name: Option<&str>,
-        parent: Option<&Span>,
-        waited: Duration,
-    ) -> Span {
-        let pool = self.pool;
-        let span = tracing::info_span!(
-            target: "taskhost_executor",
-            parent: parent.and_then(Span::id),
-            "task",
-            pool = &*pool.name,
+        Some(open_task_span(
+            &self.pool.name,
+            self.worker,
             task_id,
-            task = name
-        );
-        span.in_scope(|| {
-            tracing::event!(
-                name: "task.started",
-                target: "taskhost_executor",
-                Level::DEBUG,
-                pool = &*pool.name,
-                task_id,
-                task = name,
-                worker = self.worker,
-                waited_us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
-                "task.started"
-            );
-        });
-        span
+            name,
+            parent,
+            waited,
+        ))
     }
 
     /// Marks the task no longer running.
@@ -748,43 +600,6 @@ impl WorkerCtx<'_> {
         if let Some(slot) = self.slot {
             slot.task_id.store(0, Ordering::Relaxed);
         }
-    }
-
-    #[inline]
-    pub(crate) fn emit_finished(&self, task_id: u64, task: Option<&str>, ran: Duration) {
-        // As in `emit_queued`: the level test inline, the event out of line.
-        if tracing::level_enabled!(Level::DEBUG) {
-            self.emit_finished_event(task_id, task, ran);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn emit_finished_event(&self, task_id: u64, task: Option<&str>, ran: Duration) {
-        tracing::event!(
-            name: "task.finished",
-            target: "taskhost_executor",
-            Level::DEBUG,
-            pool = &*self.pool.name,
-            task_id,
-            task,
-            ran_us = u64::try_from(ran.as_micros()).unwrap_or(u64::MAX),
-            "task.finished"
-        );
-    }
-
-    pub(crate) fn emit_failed(&self, task_id: u64, task: Option<&str>, ran: Duration, panic: &str) {
-        tracing::event!(
-            name: "task.failed",
-            target: "taskhost_executor",
-            Level::WARN,
-            pool = &*self.pool.name,
-            task_id,
-            task,
-            ran_us = u64::try_from(ran.as_micros()).unwrap_or(u64::MAX),
-            panic,
-            "task.failed"
-        );
     }
 
     /// Called just before a task's outcome becomes visible: if the queue is empty, this worker
@@ -957,14 +772,7 @@ impl PoolInner {
                     slot,
                 });
                 if workers.spawn_failures != 0 {
-                    tracing::event!(
-                        name: "worker.spawn_recovered",
-                        target: "taskhost_executor",
-                        Level::WARN,
-                        pool = &*self.name,
-                        failures = workers.spawn_failures,
-                        "worker.spawn_recovered"
-                    );
+                    emit_spawn_recovered(&self.name, workers.spawn_failures);
                     workers.spawn_failures = 0;
                 }
                 Ok(())
@@ -973,15 +781,7 @@ impl PoolInner {
                 self.alive.fetch_sub(1, Ordering::SeqCst);
                 workers.spawn_failures += 1;
                 if workers.spawn_failures == 1 {
-                    tracing::event!(
-                        name: "worker.spawn_failed",
-                        target: "taskhost_executor",
-                        Level::ERROR,
-                        pool = &*self.name,
-                        worker = %name,
-                        error = %error,
-                        "worker.spawn_failed"
-                    );
+                    emit_spawn_failed(&self.name, &name, &error);
                 }
                 Err(error)
             }
@@ -1029,7 +829,7 @@ impl PoolInner {
             self.alive.fetch_add(1, Ordering::SeqCst);
             return false;
         }
-        emit_retired(self, worker, "idle");
+        emit_retired(&self.name, worker, "idle");
         self.metrics.inc_retired();
         self.workers_changed.notify_all();
         true
@@ -1049,7 +849,7 @@ impl PoolInner {
             self.alive.fetch_add(1, Ordering::SeqCst);
             return false;
         }
-        emit_retired(self, worker, "max_tasks");
+        emit_retired(&self.name, worker, "max_tasks");
         self.metrics.inc_retired();
         self.workers_changed.notify_all();
         true
@@ -1076,7 +876,7 @@ impl PoolInner {
     fn retire_exit(&self, worker: &str, reason: &'static str) {
         let _workers = lock(&self.workers);
         self.alive.fetch_sub(1, Ordering::SeqCst);
-        emit_retired(self, worker, reason);
+        emit_retired(&self.name, worker, reason);
         self.metrics.inc_retired();
         self.workers_changed.notify_all();
     }
@@ -1122,14 +922,7 @@ impl PoolInner {
         }
         self.broken.store(true, Ordering::SeqCst);
         let reason = self.broken_reason();
-        tracing::event!(
-            name: "pool.broken",
-            target: "taskhost_executor",
-            Level::ERROR,
-            pool = &*self.name,
-            reason = %reason,
-            "pool.broken"
-        );
+        emit_pool_broken(&self.name, &reason);
         self.quiesce(|| self.drain(Abandon::Broken(&reason)));
     }
 
@@ -1156,14 +949,14 @@ impl PoolInner {
         }
         let mut no_worker = Ok(());
         let result = if !self.bounded || self.when_full == WhenFull::Block {
-            self.emit_queued(task_id, task, 1);
+            emit_queued(&self.name, task_id, task, || self.queue.len() + 1);
             self.queue.push(job);
             no_worker = self.adjust_thread_count();
             Ok(None)
         } else {
             match self.queue.try_push(job) {
                 Ok(()) => {
-                    self.emit_queued(task_id, task, 0);
+                    emit_queued(&self.name, task_id, task, || self.queue.len());
                     no_worker = self.adjust_thread_count();
                     Ok(None)
                 }
@@ -1192,33 +985,8 @@ impl PoolInner {
             Refusal::Broken(_) => "broken_pool",
             Refusal::Full => "queue_full",
         };
-        emit_rejected(self, task_id, task, reason);
+        emit_rejected(&self.name, task_id, task, reason);
         (job, refusal)
-    }
-
-    /// `not_yet_pushed`: 1 if the item is not in the queue yet. The depth is only computed
-    /// when the event is enabled (reading it touches the consumers' cache lines).
-    #[inline]
-    fn emit_queued(&self, task_id: u64, task: Option<&str>, not_yet_pushed: usize) {
-        // The level test inline, the event out of line: a task nobody traces pays one load.
-        if tracing::level_enabled!(Level::DEBUG) {
-            self.emit_queued_event(task_id, task, not_yet_pushed);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn emit_queued_event(&self, task_id: u64, task: Option<&str>, not_yet_pushed: usize) {
-        tracing::event!(
-            name: "task.queued",
-            target: "taskhost_executor",
-            Level::DEBUG,
-            pool = &*self.name,
-            task_id,
-            task,
-            queue_depth = self.queue.len() + not_yet_pushed,
-            "task.queued"
-        );
     }
 
     /// Runs a job in the submitting thread (`WhenFull::CallerRuns`).
@@ -1248,15 +1016,7 @@ impl PoolInner {
             }
         }
         if first {
-            tracing::event!(
-                name: "pool.shutdown",
-                target: "taskhost_executor",
-                Level::INFO,
-                pool = &*self.name,
-                wait,
-                cancel_futures,
-                "pool.shutdown"
-            );
+            emit_pool_shutdown(&self.name, wait, cancel_futures);
             self.closed.store(true, Ordering::SeqCst);
             self.queue.close();
         }
@@ -1310,14 +1070,7 @@ impl PoolInner {
 }
 
 fn worker_main(pool: Arc<PoolInner>, slot: Arc<WorkerSlot>, name: String) {
-    tracing::event!(
-        name: "worker.spawned",
-        target: "taskhost_executor",
-        Level::DEBUG,
-        pool = &*pool.name,
-        worker = %name,
-        "worker.spawned"
-    );
+    emit_spawned(&pool.name, &name);
     let _departure = Departure {
         pool: &pool,
         worker: &name,
@@ -1654,14 +1407,14 @@ impl Executor {
     {
         let id = next_task_id();
         let queued_ns = self.inner.wants_clock().then(|| self.inner.now_ns());
-        let cell = Arc::new(FutureJob {
-            shared: Shared::new(id, name, current_parent(), queued_ns),
+        let job = Arc::new(FutureJob {
+            cell: FutureCell::new(id, name, current_parent(), queued_ns),
             task: Mutex::new(Some(task)),
         });
         let future = TaskFuture {
-            cell: Arc::clone(&cell) as Arc<dyn HasShared<T>>,
+            job: Arc::clone(&job) as Arc<dyn HoldsFutureCell<T>>,
         };
-        match self.inner.enqueue(Work::Shared(cell), id, future.name()) {
+        match self.inner.enqueue(Work::Shared(job), id, future.name()) {
             Ok(None) => Ok(future),
             Ok(Some(job)) => {
                 self.inner.run_here(job);
@@ -1844,22 +1597,5 @@ impl Executor {
         self.inner
             .metrics
             .snapshot(entered, self.inner.alive.load(Ordering::SeqCst), totals)
-    }
-}
-
-/// The submitter's span, carried by a queued task (in the future's `extras` box, or an execute
-/// job's `Traced` box) to be its `task` span's parent. `None` when no subscriber could record a
-/// task span or the submitter is in no span: both make the task span a root, and the task then
-/// needs no box for it.
-pub(crate) type Parent = Option<Span>;
-
-/// The submitter's span, if tracing could record a task span at all.
-#[inline]
-fn current_parent() -> Parent {
-    if tracing::level_enabled!(Level::INFO) {
-        let span = Span::current();
-        (!span.is_none()).then_some(span)
-    } else {
-        None
     }
 }

@@ -248,28 +248,36 @@
 
 mod context;
 mod error;
+mod events;
 mod executor;
 mod future;
+mod future_cell;
 mod job;
 mod map;
 mod metrics;
 mod owned;
+mod queue;
 mod sync;
+mod task_id;
+mod timings;
 mod wait;
+mod watch;
 mod worker_state;
 
 pub use context::{CancellationToken, TaskContext, TaskOptions};
 pub use error::{
     AsCompletedTimeout, BuildError, CancelReason, MapError, ResultError, SubmitError, TaskError,
 };
+pub use events::TRACING_TARGET;
 pub use executor::{
     default_max_workers, Executor, ExecutorBuilder, RunningTask, ShutdownReport, WhenFull,
-    MAX_QUEUE_CAPACITY, MAX_WORKERS, TRACING_TARGET,
+    MAX_QUEUE_CAPACITY, MAX_WORKERS,
 };
-pub use future::{FutureState, TaskFuture, TaskTimings};
+pub use future::{FutureState, TaskFuture};
 pub use map::{BufferedMap, MapResults};
 pub use metrics::MetricsSnapshot;
 pub use owned::{Owned, OwnedFuture};
+pub use timings::TaskTimings;
 pub use wait::{as_completed, wait, AsCompleted, ReturnWhen, WaitResult};
 pub use worker_state::{with_worker_state, WorkerInfo};
 
