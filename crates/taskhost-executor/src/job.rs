@@ -12,66 +12,13 @@ use crate::error::CancelReason;
 use crate::events::{
     drop_contained, emit_broken, emit_cancelled, emit_failed, emit_finished, panic_message, Parent,
 };
-use crate::executor::{PoolInner, WorkerCtx};
 use crate::future::{HoldsFutureCell, TaskFuture};
 use crate::future_cell::{FutureCell, Message, Outcome};
+use crate::pool::{Abandon, Job, OwnedJob, PoolInner, WorkerCtx};
 use crate::sync::{lock, Arc, Mutex};
 use crate::task_id::next_task_id;
 use crate::timings::NOT_TIMED;
 use tracing::Span;
-
-/// Why a queued item is being dropped without running.
-#[derive(Clone, Copy)]
-pub(crate) enum Abandon<'a> {
-    Shutdown,
-    Broken(&'a str),
-}
-
-/// One item on the work queue.
-pub(crate) enum Work {
-    /// A task whose future shares its allocation.
-    Shared(Arc<dyn Job>),
-    /// A fire-and-forget task, owned by the queue alone.
-    Owned(Box<dyn OwnedJob>),
-}
-
-impl Work {
-    /// Runs the item (or skips it if its future was cancelled); true if it ran.
-    pub(crate) fn run(self, worker: &WorkerCtx<'_>) -> bool {
-        match self {
-            Work::Shared(job) => job.run(worker),
-            Work::Owned(job) => job.run(worker),
-        }
-    }
-
-    /// Resolves the item without running it.
-    pub(crate) fn abandon(self, pool: &PoolInner, why: Abandon<'_>) {
-        match self {
-            Work::Shared(job) => job.abandon(pool, why),
-            Work::Owned(job) => job.abandon(pool, why),
-        }
-    }
-}
-
-/// A fire-and-forget item: like [`Job`], but owned, so it need not be `Sync`.
-pub(crate) trait OwnedJob: Send {
-    /// Runs the item; true (it always runs).
-    fn run(self: Box<Self>, worker: &WorkerCtx<'_>) -> bool;
-    /// Drops the item without running it.
-    fn abandon(self: Box<Self>, pool: &PoolInner, why: Abandon<'_>);
-    /// The item as `Any`, so a refused submission can hand the closure back.
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
-}
-
-/// A task with a future, on the work queue.
-pub(crate) trait Job: Send + Sync {
-    /// Runs the item (or skips it if its future was cancelled); true if it ran.
-    fn run(self: Arc<Self>, worker: &WorkerCtx<'_>) -> bool;
-    /// Resolves the item without running it.
-    fn abandon(self: Arc<Self>, pool: &PoolInner, why: Abandon<'_>);
-    /// The item as `Any`, so a refused submission can hand the closure back.
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-}
 
 /// A task body: a plain closure, a closure that wants its context, or one `map` item.
 pub(crate) trait TaskFn<T>: Send + 'static {
@@ -421,12 +368,6 @@ mod tests {
         type Closure = ([u64; 2], ());
         let size = std::mem::size_of::<ExecuteJob<Closure>>();
         assert!(size <= 24, "{size} bytes");
-    }
-
-    /// The queue stores items inline: a shared task or a boxed one, three words either way.
-    #[test]
-    fn a_queue_item_is_three_words() {
-        assert_eq!(std::mem::size_of::<Work>(), 24);
     }
 
     /// Every queued `submit` carries one of these; glibc serves chunks of up to 128 bytes

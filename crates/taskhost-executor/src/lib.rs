@@ -246,6 +246,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
 mod context;
 mod error;
 mod events;
@@ -256,27 +257,31 @@ mod job;
 mod map;
 mod metrics;
 mod owned;
+mod pool;
 mod queue;
+mod shutdown;
+mod submit;
 mod sync;
 mod task_id;
 mod timings;
 mod wait;
 mod watch;
+mod worker;
 mod worker_state;
 
+pub use builder::{default_max_workers, ExecutorBuilder, MAX_QUEUE_CAPACITY, MAX_WORKERS};
 pub use context::{CancellationToken, TaskContext, TaskOptions};
 pub use error::{
     AsCompletedTimeout, BuildError, CancelReason, MapError, ResultError, SubmitError, TaskError,
 };
 pub use events::TRACING_TARGET;
-pub use executor::{
-    default_max_workers, Executor, ExecutorBuilder, RunningTask, ShutdownReport, WhenFull,
-    MAX_QUEUE_CAPACITY, MAX_WORKERS,
-};
+pub use executor::Executor;
 pub use future::{FutureState, TaskFuture};
 pub use map::{BufferedMap, MapResults};
 pub use metrics::MetricsSnapshot;
 pub use owned::{Owned, OwnedFuture};
+pub use pool::WhenFull;
+pub use shutdown::{RunningTask, ShutdownReport};
 pub use timings::TaskTimings;
 pub use wait::{as_completed, wait, AsCompleted, ReturnWhen, WaitResult};
 pub use worker_state::{with_worker_state, WorkerInfo};
