@@ -241,7 +241,7 @@ impl ExecutorBuilder {
     ///     let f = pool.submit(|| with_worker_state(|_: &mut Connection| ()).is_some()).unwrap();
     ///     assert!(*f.result(None).unwrap());
     /// }
-    /// pool.shutdown(true, false);
+    /// pool.shutdown_and_wait();
     /// assert_eq!(closed.load(Ordering::SeqCst), 2);
     /// ```
     pub fn worker_state<S, M>(mut self, make: M) -> Self

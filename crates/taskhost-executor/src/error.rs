@@ -108,7 +108,7 @@ impl std::error::Error for TaskError {}
 /// use taskhost_executor::{Executor, SubmitError};
 ///
 /// let pool = Executor::new(1).unwrap();
-/// pool.shutdown(true, false);
+/// pool.shutdown_and_wait();
 /// let err = pool.submit(|| 1).unwrap_err();
 /// assert_eq!(err.to_string(), "cannot submit: the pool has been shut down");
 /// let f = err.into_inner();

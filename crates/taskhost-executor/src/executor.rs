@@ -16,7 +16,8 @@ use crate::sync::{Arc, Ordering};
 
 /// A thread pool with the semantics of Python's `concurrent.futures.ThreadPoolExecutor`.
 ///
-/// `Send + Sync`; share it by reference or in an `Arc`. Dropping it is `shutdown(true, false)`.
+/// `Send + Sync`; share it by reference or in an `Arc`. Dropping it is
+/// [`shutdown_and_wait`](Self::shutdown_and_wait).
 /// See the [crate docs](crate) for a tour.
 ///
 /// ```
@@ -130,25 +131,72 @@ impl Executor {
         self.inner.execute(f)
     }
 
-    /// Stops accepting work; later submits fail with [`SubmitError::ShutDown`]. Queued items
-    /// still run, unless `cancel_futures`, in which case they are cancelled
-    /// ([`CancelReason::Shutdown`]). With `wait`, joins every worker thread (except the
-    /// caller's own, when called from inside a task). Calling it again is harmless.
+    /// Python's `shutdown(wait, cancel_futures)`: stops accepting work; later submits fail with
+    /// [`SubmitError::ShutDown`]. Queued items still run, unless `cancel_futures`, in which case
+    /// they are cancelled ([`CancelReason::Shutdown`](crate::CancelReason::Shutdown)). With
+    /// `wait`, joins every worker thread (except the caller's own, when called from inside a
+    /// task). Calling it again is harmless.
+    ///
+    /// Two booleans say little at a call site: prefer [`shutdown_and_wait`](Self::shutdown_and_wait)
+    /// (`shutdown(true, false)`, what dropping the executor does) or
+    /// [`shutdown_with`](Self::shutdown_with), which names both.
     ///
     /// ```
     /// let pool = taskhost_executor::Executor::new(2).unwrap();
     /// let f = pool.submit(|| 1).unwrap();
-    /// pool.shutdown(true, false);
+    /// pool.shutdown(true, false); // wait = true, cancel_futures = false
     /// pool.shutdown(true, false);
     /// assert_eq!(f.result(None), Ok(&1));
     /// assert_eq!(pool.metrics().workers_alive, 0);
     /// assert!(pool.submit(|| 2).is_err());
     /// ```
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        self.inner.shutdown(ShutdownOptions {
+        self.shutdown_with(ShutdownOptions {
             wait,
             cancel_queued: cancel_futures,
         });
+    }
+
+    /// Stops accepting work, lets every queued item run, and joins every worker thread (except
+    /// the caller's own, when called from inside a task): `shutdown(true, false)`, and what
+    /// dropping the executor does. Calling it again is harmless.
+    ///
+    /// ```
+    /// use taskhost_executor::{Executor, SubmitError};
+    ///
+    /// let pool = Executor::new(2).unwrap();
+    /// let queued: Vec<_> = (0..4).map(|i| pool.submit(move || i * 10).unwrap()).collect();
+    /// pool.shutdown_and_wait();
+    /// assert!(queued.iter().all(|f| f.done() && !f.cancelled())); // every one ran
+    /// assert_eq!(pool.metrics().workers_alive, 0);
+    /// assert!(matches!(pool.submit(|| 0), Err(SubmitError::ShutDown(_))));
+    /// ```
+    pub fn shutdown_and_wait(&self) {
+        self.shutdown_with(ShutdownOptions {
+            wait: true,
+            cancel_queued: false,
+        });
+    }
+
+    /// Shuts down as `options` say: join the workers or return at once, run or cancel what is
+    /// queued. Later submits fail with [`SubmitError::ShutDown`]; calling it again is harmless
+    /// (a later call can still cancel what is queued, or wait).
+    ///
+    /// ```
+    /// use taskhost_executor::{CancelReason, Executor, ResultError, ShutdownOptions};
+    ///
+    /// let pool = Executor::new(1).unwrap();
+    /// let (release, blocker) = std::sync::mpsc::channel::<()>();
+    /// let running = pool.submit(move || blocker.recv().ok()).unwrap();
+    /// let queued = pool.submit(|| 1).unwrap();
+    /// while !running.running() { std::thread::yield_now(); }
+    /// pool.shutdown_with(ShutdownOptions { wait: false, cancel_queued: true });
+    /// assert_eq!(queued.result(None), Err(ResultError::Cancelled(CancelReason::Shutdown)));
+    /// release.send(()).unwrap();
+    /// assert!(running.result(None).is_ok()); // a running task is never cancelled
+    /// ```
+    pub fn shutdown_with(&self, options: ShutdownOptions) {
+        self.inner.shutdown(options);
     }
 
     /// Shuts down (like `shutdown(false, cancel_futures)`), then waits at most `limit` for every

@@ -17,7 +17,7 @@
 //! let answer = pool.submit(|| 6 * 7).unwrap();
 //! assert_eq!(*answer.result(Some(Duration::from_secs(5))).unwrap(), 42);
 //! assert!(answer.done());
-//! // Dropping the pool is `shutdown(wait = true)`: queued work finishes, threads are joined.
+//! // Dropping the pool is `shutdown_and_wait()`: queued work finishes, threads are joined.
 //! ```
 //!
 //! Workers start on demand: a submit first tries to claim an idle worker, and starts a thread
@@ -112,7 +112,7 @@
 //!     .initializer(|| Ok(()))                     // once per thread; Err breaks the pool
 //!     .build()
 //!     .unwrap();
-//! pool.shutdown(true, false);
+//! pool.shutdown_and_wait();
 //! match pool.submit(|| 1) {
 //!     Err(SubmitError::ShutDown(f)) => assert_eq!(f(), 1), // the closure comes back
 //!     _ => unreachable!(),
@@ -121,8 +121,11 @@
 //!
 //! # Shutting down
 //!
-//! [`Executor::shutdown`]`(wait, cancel_futures)` is Python's; [`Executor::shutdown_timeout`]
-//! waits at most a given time and reports the tasks still running.
+//! [`Executor::shutdown`]`(wait, cancel_futures)` is Python's; the same two choices by name are
+//! [`Executor::shutdown_and_wait`] (`shutdown(true, false)`: queued work runs, workers are
+//! joined; also what dropping the pool does) and [`Executor::shutdown_with`] with
+//! [`ShutdownOptions`]. [`Executor::shutdown_timeout`] waits at most a given time and reports the
+//! tasks still running.
 //!
 //! ```
 //! use std::time::Duration;
@@ -149,7 +152,7 @@
 //! let pool = Executor::builder().max_workers(2).task_timings(true).build().unwrap();
 //! let f = pool.submit(|| ()).unwrap();
 //! f.result(None).unwrap();
-//! pool.shutdown(true, false);
+//! pool.shutdown_and_wait();
 //! let m = pool.metrics();
 //! assert_eq!(m.submitted, m.completed + m.failed + m.cancelled);
 //! assert!(f.timings().run_time.is_some());
@@ -281,7 +284,7 @@ pub use map::{BufferedMap, MapResults};
 pub use metrics::MetricsSnapshot;
 pub use owned::{Owned, OwnedFuture};
 pub use pool::WhenFull;
-pub use shutdown::{RunningTask, ShutdownReport};
+pub use shutdown::{RunningTask, ShutdownOptions, ShutdownReport};
 pub use timings::TaskTimings;
 pub use wait::{as_completed, wait, AsCompleted, ReturnWhen, WaitResult};
 pub use worker_state::{with_worker_state, WorkerInfo};

@@ -195,7 +195,7 @@ impl Metrics {
 ///
 /// let pool = Executor::new(2).unwrap();
 /// pool.submit(|| 1).unwrap().result(None).unwrap();
-/// pool.shutdown(true, false);
+/// pool.shutdown_and_wait();
 /// let m = pool.metrics();
 /// assert_eq!((m.submitted, m.completed, m.workers_alive), (1, 1, 0));
 /// ```

@@ -1,6 +1,6 @@
-//! How a pool stops: [`Executor::shutdown`](crate::Executor::shutdown) ([`ShutdownOptions`]), the
-//! time-limited shutdown and its [`ShutdownReport`], and the broken pool
-//! (an initializer failed, or no worker could start), which stops the pool the same way.
+//! How a pool stops: [`Executor::shutdown`](crate::Executor::shutdown) and its named forms
+//! ([`ShutdownOptions`]), the time-limited shutdown and its [`ShutdownReport`], and the broken
+//! pool (an initializer failed, or no worker could start), which stops the pool the same way.
 //!
 //! Both first wait until no submit is in flight (`quiesce`: per stripe, submits that entered
 //! minus submits that left), so no item can land behind the point where workers stop; then a
@@ -16,15 +16,28 @@ use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{lock, wait_until, Arc, Ordering};
 use crate::timings::NOT_TIMED;
 
-/// How a shutdown stops the pool: Python's two `shutdown` arguments, by name.
+/// How [`Executor::shutdown_with`](crate::Executor::shutdown_with) stops a pool: Python's two
+/// `shutdown` arguments, by name. Later submits are refused either way, and calling any form of
+/// shutdown again is harmless.
+///
+/// ```
+/// use taskhost_executor::{Executor, ShutdownOptions};
+///
+/// let pool = Executor::new(2).unwrap();
+/// let f = pool.submit(|| 6 * 7).unwrap();
+/// // `shutdown(true, false)`, by name: queued work runs, then every worker is joined.
+/// pool.shutdown_with(ShutdownOptions { wait: true, cancel_queued: false });
+/// assert_eq!(f.result(None), Ok(&42));
+/// assert_eq!(pool.metrics().workers_alive, 0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct ShutdownOptions {
+pub struct ShutdownOptions {
     /// Join every worker thread before returning, except the caller's own when called from
     /// inside a task (Python's `wait`).
-    pub(crate) wait: bool,
+    pub wait: bool,
     /// Cancel the queued items ([`CancelReason::Shutdown`](crate::CancelReason::Shutdown))
     /// instead of letting them run (Python's `cancel_futures`).
-    pub(crate) cancel_queued: bool,
+    pub cancel_queued: bool,
 }
 
 /// One task still running when [`Executor::shutdown_timeout`](crate::Executor::shutdown_timeout) gave up waiting.

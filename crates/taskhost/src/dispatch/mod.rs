@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::value::RawValue;
 use taskhost_executor::{
-    CancelReason, Executor, ResultError, SubmitError, TaskContext, TaskFuture, TaskOptions,
+    CancelReason, Executor, ResultError, ShutdownOptions, SubmitError, TaskContext, TaskFuture,
+    TaskOptions,
 };
 use taskhost_loader::{FailureKind, PluginSet, PluginTask, TaskFailure, TracingContext};
 
@@ -1088,9 +1089,12 @@ pub fn run(
     let mut pools_used = Vec::new();
     for (settings, executor) in pool_settings.iter().zip(&shared.executors) {
         if interrupted || abandoned {
-            executor.shutdown(false, true);
+            executor.shutdown_with(ShutdownOptions {
+                wait: false,
+                cancel_queued: true,
+            });
         } else {
-            executor.shutdown(true, false);
+            executor.shutdown_and_wait();
         }
         let metrics = executor.metrics();
         if metrics.completed > 0 || metrics.workers_peak > 0 {
