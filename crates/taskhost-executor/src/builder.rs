@@ -259,10 +259,9 @@ impl ExecutorBuilder {
     /// [`TaskFuture::timings`](crate::TaskFuture::timings) and in the
     /// [`RunningTask::running_for`](crate::RunningTask::running_for) of a
     /// [`ShutdownReport`](crate::ShutdownReport). Default `false`: timing a task costs
-    /// a clock read when it is submitted and one when it ends (20–30 ns each on a virtual
-    /// machine, a good part of a trivial task's whole cost), so a pool that does not ask pays
-    /// nothing. The `waited_us`/`ran_us` fields of the DEBUG events are filled either way
-    /// whenever those events are enabled.
+    /// a clock read when it is submitted and one when it ends (together a good part of a trivial
+    /// task's whole cost), so a pool that does not ask pays nothing. The `waited_us`/`ran_us`
+    /// fields of the DEBUG events are filled either way whenever those events are enabled.
     ///
     /// ```
     /// use taskhost_executor::Executor;

@@ -272,8 +272,9 @@ where
 /// A fire-and-forget task ([`Executor::execute`](crate::Executor::execute)): no future at all,
 /// boxed (not shared), so the worker takes the closure out without a lock or a reference count.
 /// Untraced, it is the closure and one word: a closure of two words fits glibc's 32-byte chunk,
-/// as the floor's boxed closure does (with the id, parent span and enqueue time inline it took a
-/// 48-byte chunk, and glibc spent some 150 instructions more per task consolidating its bins).
+/// as the floor's boxed closure does (a unit test guards it). The id, parent span and enqueue
+/// time are boxed apart because, inline, they pushed the job into a larger chunk, which costs
+/// glibc work per task consolidating its bins (the bench README has the count).
 pub(crate) struct ExecuteJob<F> {
     pub(crate) f: F,
     /// What only tracing needs; `None` when no span was current and DEBUG events are off. The
@@ -373,8 +374,8 @@ mod tests {
     /// Every queued `submit` carries one of these; glibc serves chunks of up to 128 bytes
     /// (120 bytes of payload) from its fast bins, so keep the task (with the `Arc`'s two
     /// counts) under that for a closure of up to two words. The next class up (144 bytes) is
-    /// coalesced on free and trimmed from the heap: benchmark scenario 1 ran at 2.2× the floor
-    /// there, 1.07–1.33× here.
+    /// coalesced on free and trimmed from the heap, which makes large batches far slower per
+    /// task (the bench README has the measurements).
     #[test]
     fn a_small_task_fits_a_fast_bin() {
         // A closure that captures two words (no niche for the `Option` to use), returning one.

@@ -176,8 +176,8 @@
 //! and the next batch then faults it in again page by page. Whether it does depends on the
 //! heap's history and on the task's size class. Tasks of up to 120 bytes (a closure that
 //! captures two words, a one-word result) come from glibc's fast bins, which it merges less
-//! often: in the benchmark's sequence of pools (`cargo xtask bench`, scenario 1), one word more
-//! per task doubled the time of a million-task batch. One pool running back-to-back
+//! often: one word more per task can double the time of a million-task batch (the benchmark's
+//! README, `crates/taskhost-bench`, has the measurements). One pool running back-to-back
 //! million-task batches meets the cycle at either size. Such programs can keep the heap
 //! (`MALLOC_TOP_PAD_=536870912`, or `mallopt`'s `M_TOP_PAD`/`M_TRIM_THRESHOLD`), use another
 //! allocator (the `taskhost` binary uses mimalloc), or hold fewer handles at once

@@ -463,10 +463,9 @@ impl WorkerCtx<'_> {
     /// Marks the task running and opens its span (`started_ns`: since the pool's epoch, if the
     /// task is timed). `None` when no subscriber takes INFO: then no span can be recorded and no
     /// DEBUG event emitted, and the task pays for neither building a disabled span nor entering
-    /// and dropping one. Kept out of line on purpose: inlined into the jobs' `run`, it cut
-    /// scenario 3's `execute` time by a further ~10% but made scenario 1's lone submitter ~8%
-    /// slower (A/B runs, five each; the profiles did not say why: removing the workers' idle spin
-    /// did not bring it back, so code layout is as likely as the faster workers).
+    /// and dropping one. Kept out of line on purpose: inlining it into the jobs' `run` speeds up
+    /// fire-and-forget tasks from many submitters but slows a lone submitter's batch, so measure
+    /// both (benchmark scenarios 1 and 3; the bench README has the runs) before changing it.
     #[inline(never)]
     pub(crate) fn begin(
         &self,

@@ -47,7 +47,7 @@ pub(crate) struct Queue<T> {
     /// Set by [`Queue::close`].
     closed: AtomicBool,
     /// The bound of a queue too large for crossbeam's array channel (which allocates every
-    /// slot up front: 10^8 places took 3.1 GB for one item); `None` otherwise.
+    /// slot up front: gigabytes for a bound of 10^8, before the first item); `None` otherwise.
     room: Option<Room>,
 }
 
