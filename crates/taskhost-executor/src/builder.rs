@@ -1,13 +1,12 @@
 //! How a pool is configured and made: [`ExecutorBuilder`] (consuming setters, each with its
-//! default), the limits it checks ([`MAX_WORKERS`], [`MAX_QUEUE_CAPACITY`]), Python's default
-//! size ([`default_max_workers`]), and the entry points [`Executor::builder`] and
-//! [`Executor::new`].
+//! default), the limits it checks ([`MAX_WORKERS`], [`MAX_QUEUE_CAPACITY`]) and the
+//! [`BuildError`] it returns, Python's default size ([`default_max_workers`]), and the entry
+//! points [`Executor::builder`] and [`Executor::new`].
 
 use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::BuildError;
 use crate::executor::Executor;
 use crate::pool::{Initializer, PoolInner, Settings, WhenFull};
 use crate::sync::Arc;
@@ -83,6 +82,45 @@ pub const MAX_WORKERS: usize = 4096;
 /// assert!(Executor::builder().queue_capacity(MAX_QUEUE_CAPACITY).build().is_ok());
 /// ```
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
+
+/// Why an [`ExecutorBuilder`] could not build a pool.
+///
+/// ```
+/// use taskhost_executor::{BuildError, Executor};
+/// let err = Executor::new(0).unwrap_err();
+/// assert_eq!(err, BuildError::ZeroWorkers);
+/// assert_eq!(err.to_string(), "max_workers must be at least 1, found 0");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `max_workers` was 0.
+    ZeroWorkers,
+    /// `max_workers` was above [`MAX_WORKERS`] (a thread each).
+    TooManyWorkers(usize),
+    /// `queue_capacity` was above [`MAX_QUEUE_CAPACITY`].
+    QueueTooLarge(usize),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::ZeroWorkers => f.write_str("max_workers must be at least 1, found 0"),
+            BuildError::TooManyWorkers(found) => write!(
+                f,
+                "max_workers must be at most {} (one thread each), found {found}",
+                MAX_WORKERS
+            ),
+            BuildError::QueueTooLarge(found) => write!(
+                f,
+                "queue_capacity must be at most {} (0 is unbounded), found {found}",
+                MAX_QUEUE_CAPACITY
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
 
 /// `min(32, available_parallelism + 4)`, Python's default `max_workers`.
 ///
@@ -196,8 +234,9 @@ impl ExecutorBuilder {
     }
 
     /// Runs once in each worker thread before its first task. If it returns `Err` (or panics)
-    /// the pool is broken: queued futures fail with [`ResultError::BrokenPool`] and every later
-    /// submit is refused with [`SubmitError::BrokenPool`]. Default: none.
+    /// the pool is broken: queued futures fail with
+    /// [`ResultError::BrokenPool`](crate::ResultError::BrokenPool) and every later submit is
+    /// refused with [`SubmitError::BrokenPool`](crate::SubmitError::BrokenPool). Default: none.
     ///
     /// ```
     /// use taskhost_executor::{Executor, ResultError};

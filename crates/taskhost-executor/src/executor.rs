@@ -137,9 +137,9 @@ impl Executor {
     /// `wait`, joins every worker thread (except the caller's own, when called from inside a
     /// task). Calling it again is harmless.
     ///
-    /// Two booleans say little at a call site: prefer [`shutdown_and_wait`](Self::shutdown_and_wait)
-    /// (`shutdown(true, false)`, what dropping the executor does) or
-    /// [`shutdown_with`](Self::shutdown_with), which names both.
+    /// Two booleans say little at a call site: prefer
+    /// [`shutdown_and_wait`](Self::shutdown_and_wait) (`shutdown(true, false)`, what dropping the
+    /// executor does) or [`shutdown_with`](Self::shutdown_with), which names both.
     ///
     /// ```
     /// let pool = taskhost_executor::Executor::new(2).unwrap();

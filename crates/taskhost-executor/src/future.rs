@@ -3,7 +3,7 @@
 //!
 //! A future is an `Arc` of the task's work item (`FutureJob`, in `job.rs`), reached through the
 //! [`HoldsFutureCell`] trait; the state it reads and changes is that item's
-//! [`FutureCell`](crate::future_cell::FutureCell). A future holds no reference to its pool, so
+//! [`crate::future_cell::FutureCell`]. A future holds no reference to its pool, so
 //! submitting costs no shared reference count; a user `cancel()` is therefore counted in the
 //! metrics, and its `task.cancelled` event emitted, when the item leaves the queue.
 

@@ -3,8 +3,8 @@
 //!
 //! The cell lives inside the task's single allocation (the queued work item, `FutureJob`), which
 //! every clone of the future shares. Its lifecycle is one `AtomicU8` (`PENDING → RUNNING →
-//! FINISHED|FAILED`, or `PENDING → CANCELLED_*`, or `RUNNING → CANCELLED_STOP`, or, when the pool
-//! breaks, `PENDING → RUNNING → BROKEN`) plus two bits:
+//! FINISHED|FAILED`, or `PENDING → CANCELLED_*`, or `RUNNING → CANCELLED_STOP`, or, when the
+//! pool breaks, `PENDING → RUNNING → BROKEN`) plus two bits:
 //!
 //! * `HAS_WAITERS`: a waiter, callback, waker or watcher registered, so completion must take the
 //!   waiter lock. A task that nobody waits on completes without taking any lock.
@@ -42,7 +42,8 @@ pub(crate) const FAILED: u8 = 3;
 /// Failed without running because the pool broke: finished with an error, as Python's
 /// `BrokenThreadPool` futures are, not cancelled.
 pub(crate) const BROKEN: u8 = 4;
-/// Every state from here up is a cancellation ([`TaskFuture::cancelled`](crate::TaskFuture::cancelled)).
+/// Every state from here up is a cancellation
+/// ([`TaskFuture::cancelled`](crate::TaskFuture::cancelled)).
 pub(crate) const CANCELLED_USER: u8 = 5;
 pub(crate) const CANCELLED_SHUTDOWN: u8 = 6;
 pub(crate) const CANCELLED_STOP: u8 = 7;

@@ -272,11 +272,11 @@ mod watch;
 mod worker;
 mod worker_state;
 
-pub use builder::{default_max_workers, ExecutorBuilder, MAX_QUEUE_CAPACITY, MAX_WORKERS};
-pub use context::{CancellationToken, TaskContext, TaskOptions};
-pub use error::{
-    AsCompletedTimeout, BuildError, CancelReason, MapError, ResultError, SubmitError, TaskError,
+pub use builder::{
+    default_max_workers, BuildError, ExecutorBuilder, MAX_QUEUE_CAPACITY, MAX_WORKERS,
 };
+pub use context::{CancellationToken, TaskContext, TaskOptions};
+pub use error::{AsCompletedTimeout, CancelReason, MapError, ResultError, SubmitError, TaskError};
 pub use events::TRACING_TARGET;
 pub use executor::Executor;
 pub use future::{FutureState, TaskFuture};

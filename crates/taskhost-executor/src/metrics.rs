@@ -1,4 +1,7 @@
-//! Pool counters: relaxed atomics behind `inc_*` methods, read as a [`MetricsSnapshot`].
+//! Pool counters: relaxed atomics behind `inc_*` methods, read as a [`MetricsSnapshot`]. Three
+//! groups, each on cache lines of its own: the submit side (striped per submitting thread, summed
+//! on read), one set per worker (written by that worker alone, with a plain load and store instead
+//! of a locked add, summed on read), and rare events.
 
 use crate::sync::counter::{AtomicU64, AtomicUsize};
 use crate::sync::{Ordering::Relaxed, Striped};

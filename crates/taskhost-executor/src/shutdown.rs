@@ -40,7 +40,8 @@ pub struct ShutdownOptions {
     pub cancel_queued: bool,
 }
 
-/// One task still running when [`Executor::shutdown_timeout`](crate::Executor::shutdown_timeout) gave up waiting.
+/// One task still running when
+/// [`Executor::shutdown_timeout`](crate::Executor::shutdown_timeout) gave up waiting.
 ///
 /// ```
 /// # use taskhost_executor::RunningTask;

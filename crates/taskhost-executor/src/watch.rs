@@ -1,4 +1,4 @@
-//! A [`Watch`]: the mailbox that [`wait`](crate::wait) and [`as_completed`](crate::as_completed)
+//! A [`Watch`]: the mailbox that [`wait`](fn@crate::wait) and [`as_completed`](crate::as_completed)
 //! register on every pending future, into which each future pushes its index when it is done.
 
 use std::collections::VecDeque;
