@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use taskhost_executor::ShutdownOptions;
 
 use super::attempt::Dispatcher;
 use super::catalog::Catalog;
@@ -277,9 +278,12 @@ fn shut_pools(
     let mut used = Vec::new();
     for (settings, executor) in settings.iter().zip(&dispatcher.executors) {
         if interrupted || abandoned {
-            executor.shutdown(false, true);
+            executor.shutdown_with(ShutdownOptions {
+                wait: false,
+                cancel_queued: true,
+            });
         } else {
-            executor.shutdown(true, false);
+            executor.shutdown_and_wait();
         }
         let metrics = executor.metrics();
         if metrics.completed > 0 || metrics.workers_peak > 0 {
