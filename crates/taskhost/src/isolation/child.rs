@@ -94,7 +94,12 @@ pub fn serve(plugins: Result<PluginSet, String>) -> anyhow::Result<()> {
                     writer: &writer,
                 };
                 match plugin_task.run(input.as_bytes(), &context) {
-                    Ok(output) => Outcome::Ok { output },
+                    Ok(output) => match String::from_utf8(output) {
+                        Ok(output) => Outcome::Ok { output },
+                        Err(not_utf8) => Outcome::OkBytes {
+                            output: not_utf8.into_bytes(),
+                        },
+                    },
                     Err(failure) => Outcome::Failed {
                         kind: FailureCode::from_kind(failure.kind),
                         message: failure.message,
@@ -144,10 +149,11 @@ impl RunContext for Forwarding<'_> {
     }
 }
 
+/// Sends one message in one write (see the host side's `send`).
 fn send(writer: &Mutex<UnixStream>, response: &Response) -> anyhow::Result<()> {
+    let message = serde_json::to_vec(response)?;
     let mut writer = writer.lock().unwrap_or_else(|e| e.into_inner());
-    serde_json::to_writer(&mut *writer, response)?;
-    writer.flush()?;
+    writer.write_all(&message)?;
     Ok(())
 }
 

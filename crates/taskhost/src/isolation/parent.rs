@@ -190,7 +190,8 @@ impl ChildWorker {
             match live.events.recv_timeout(POLL) {
                 Ok(Event::Message(Response::Done { id: done, outcome })) if done == id => {
                     return Ok(match outcome {
-                        Outcome::Ok { output } => Ok(output),
+                        Outcome::Ok { output } => Ok(output.into_bytes()),
+                        Outcome::OkBytes { output } => Ok(output),
                         Outcome::Failed { kind, message } => Err(TaskFailure {
                             kind: kind.kind(),
                             message,
@@ -320,10 +321,11 @@ fn signal_name(signal: i32) -> String {
     name.to_owned()
 }
 
+/// Sends one message in one write (serialising straight into the socket would make a system
+/// call, and wake the reader, per JSON token).
 fn send(socket: &UnixStream, request: &Request) -> io::Result<()> {
     let mut writer = socket;
-    serde_json::to_writer(&mut writer, request)?;
-    writer.flush()
+    writer.write_all(&serde_json::to_vec(request)?)
 }
 
 /// Ends a child: closing its socket tells it to exit; after `grace` it is killed.

@@ -81,8 +81,10 @@ impl LevelCode {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub(crate) enum Outcome {
-    /// The plugin's output bytes.
-    Ok { output: Vec<u8> },
+    /// The plugin's output, as text (it is meant to be JSON).
+    Ok { output: String },
+    /// The plugin's output, when it is not UTF-8 (the host says so in its record).
+    OkBytes { output: Vec<u8> },
     /// The plugin reported a failure; `kind` as in the loader's `FailureKind`.
     Failed { kind: FailureCode, message: String },
 }
