@@ -509,17 +509,44 @@ fn a_plugin_replaced_mid_run_is_loaded_anew_and_refused_when_pinned() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    // Replaced the way an upgrade does it: a new file renamed over the old one.
+    // Once the first worker process has mapped the plugin (it loads before it serves)...
+    let config_text = config.to_string_lossy().into_owned();
+    let loaded = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let proc_dir = entry.path();
+            let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains("__serve-worker")
+                && cmdline.contains(&config_text)
+                && std::fs::read_to_string(proc_dir.join("maps"))
+                    .is_ok_and(|maps| maps.contains("libtaskhost_testkit.so"))
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(20), loaded),
+        "no worker process loaded testkit"
+    );
+    // ...the file is replaced the way an upgrade does it: a new file renamed over the old one.
     let staged = plugins.join(".staged");
     std::fs::copy(plugins.join("libtaskhost_csample.so"), &staged).unwrap();
     std::fs::rename(&staged, plugins.join("libtaskhost_testkit.so")).unwrap();
     let run = Run::from(child.wait_with_output().unwrap());
     run.assert_code(1);
     let records = assert_one_record_per_line(&run, 4);
-    assert_eq!(status(&records, "before"), "ok", "the running process keeps its file");
+    assert_eq!(
+        status(&records, "before"),
+        "ok",
+        "{:?}\n{}",
+        records["before"],
+        run.stderr
+    );
     assert_eq!(status(&records, "crash"), "crashed");
-    assert_eq!(status(&records, "after"), "failed", "{:?}", records["after"]);
+    assert_eq!(
+        status(&records, "after"),
+        "failed",
+        "{:?}",
+        records["after"]
+    );
     assert!(
         error(&records, "after").contains("the worker process has no task `testkit/echo`"),
         "{:?}",
