@@ -255,24 +255,6 @@ fn pins_come_from_the_environment_too() {
 }
 
 #[test]
-fn the_pin_rule_is_the_loaders() {
-    for text in [
-        PIN,
-        &PIN.to_uppercase().replace("SHA256:", "sha256:"),
-        "sha256:abc",
-        "md5:abc",
-        "",
-        &format!("sha256:{}", "g".repeat(64)),
-    ] {
-        assert_eq!(
-            settings::parse_pin(text),
-            taskhost_loader::parse_pin(text),
-            "{text:?}"
-        );
-    }
-}
-
-#[test]
 fn show_round_trips_pins() {
     let loaded = load_file(&format!(
         "[plugins]\nrequire_pins = true\n[plugins.pins]\nprimes = \"{PIN}\"\n"
