@@ -1,3 +1,6 @@
+//! The configuration's tests: every source alone and merged, every check of the settings,
+//! the blame on a file, line or variable, and `config show`'s round trip.
+
 use std::time::Duration;
 
 use super::settings::{JobSettings, WhenFull};
