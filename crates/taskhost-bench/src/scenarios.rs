@@ -26,7 +26,7 @@ pub struct Plan {
     /// Scenario 1: tasks per repetition, and repetitions.
     pub throughput_tasks: usize,
     pub throughput_reps: usize,
-    /// Scenario 1 for Python, which is some 50× slower: fewer tasks, the figure is per task.
+    /// Scenario 1 for Python, which is far slower: fewer tasks, the figure is per task.
     pub python_throughput_tasks: usize,
     /// Repetitions for every Python scenario that repeats.
     pub python_reps: usize,

@@ -124,9 +124,9 @@ impl ScenarioReport {
     }
 
     /// Adds a note when the floor's repetitions spread over more than `limit` times their
-    /// fastest (max / min): the machine changed speed while the scenario ran (on the shared
-    /// 2-vCPU machines the floor of scenario 3 reads ~50 ns in one mode and ~200 ns in the
-    /// other), so this run's ratios are less certain than usual. Returns whether it did.
+    /// fastest (max / min): the machine changed speed while the scenario ran (the shared
+    /// machines have two speeds, see the README's "Reading the report"), so this run's ratios
+    /// are less certain than usual. Returns whether it did.
     pub fn note_unsteady_floor(&mut self, limit: f64) -> bool {
         let Some(floor) = self.floor_row().and_then(|row| row.summary) else {
             return false;
