@@ -27,7 +27,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn all_rust_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for dir in ["crates", "plugins", "tests", "xtask"] {
+    for dir in ["crates", "plugins", "xtask"] {
         rust_files(&project_root().join(dir), &mut files);
     }
     files

@@ -517,9 +517,18 @@ fn a_plugin_replaced_mid_run_is_loaded_anew_and_refused_when_pinned() {
     let run = Run::from(child.wait_with_output().unwrap());
     run.assert_code(1);
     let records = assert_one_record_per_line(&run, 4);
-    assert_eq!(status(&records, "before"), "ok", "the running process keeps its file");
+    assert_eq!(
+        status(&records, "before"),
+        "ok",
+        "the running process keeps its file"
+    );
     assert_eq!(status(&records, "crash"), "crashed");
-    assert_eq!(status(&records, "after"), "failed", "{:?}", records["after"]);
+    assert_eq!(
+        status(&records, "after"),
+        "failed",
+        "{:?}",
+        records["after"]
+    );
     assert!(
         error(&records, "after").contains("the worker process has no task `testkit/echo`"),
         "{:?}",
