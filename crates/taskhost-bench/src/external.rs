@@ -23,9 +23,8 @@ use taskhost_plugin_api::abi::{HostContext, HostContextRef, HostContext_TO};
 use taskhost_plugin_api::{LogLevel, TaskContext};
 
 use crate::procfs;
-use crate::report::{figure, Row, ScenarioReport};
-use crate::runner::row_from;
 use crate::scenarios::{Plan, WORKERS};
+use crate::table::{figure, row_from, Row, ScenarioReport};
 
 /// The name of the row of scenario 5 that calls through the ABI.
 pub const THROUGH_THE_ABI: &str = "through the ABI (loader)";

@@ -6,7 +6,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use taskhost_loader::{LoadError, LoadOptions, LogLevel, PluginSet, RunContext};
+use taskhost_loader::{
+    LoadError, LoadOptions, LogLevel, PluginSet, PluginTask, RunContext, TaskFailure,
+};
 
 /// The sample plugins `cargo xtask build-plugins` builds: three in Rust, `csample` in C.
 pub const SAMPLE_PLUGINS: [&str; 4] = [
@@ -102,6 +104,26 @@ pub fn samples() -> &'static PluginSet {
         assert!(skipped.is_empty(), "{skipped:?}");
         set
     })
+}
+
+/// The sample task `full_name` (`plugin/task`).
+pub fn task(full_name: &str) -> PluginTask {
+    samples()
+        .task(full_name)
+        .unwrap_or_else(|| panic!("no task {full_name}"))
+}
+
+/// Runs the sample task `full_name` on `input` with a fresh [`Recorder`] and parses its output.
+pub fn run(full_name: &str, input: &str) -> Result<serde_json::Value, TaskFailure> {
+    task(full_name)
+        .run(input.as_bytes(), &Recorder::default())
+        .map(|bytes| json(&bytes))
+}
+
+/// A testkit task that misbehaves on purpose (its description says so): it ends the process,
+/// writes to the host's descriptors or ignores cancellation, so it cannot run inside a test.
+pub fn misbehaves(task: &PluginTask) -> bool {
+    task.description().ends_with("(misbehaves)")
 }
 
 /// A [`RunContext`] that records what the plugin tells it.
