@@ -11,5 +11,6 @@ mod config;
 mod journal;
 mod run;
 mod signals;
+mod streaming;
 mod trace;
 mod trust;

@@ -1,7 +1,7 @@
 //! The commands: each turns parsed arguments and settings into calls on the other modules.
 //!
 //! Exit codes: 0 every item ok; 1 some item did not succeed (or the run failed part-way);
-//! 2 usage or configuration error; 130 interrupted.
+//! 2 usage or configuration error; 130 interrupted; 141 the output was closed.
 
 use std::fs::File;
 use std::io::{self, BufReader, IsTerminal, Read};
@@ -29,6 +29,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_NOT_ALL_OK: u8 = 1;
 /// Exit status: usage or configuration error.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status: the output's reader went away (`taskhost run | head -1`), which stopped the
+/// run: 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe.
+pub const EXIT_OUTPUT_CLOSED: u8 = 141;
 
 /// An error and the exit status it maps to.
 #[derive(Debug)]
@@ -185,7 +188,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let source = open_source(args, &settings, &host, progress)?;
             let sink: Box<dyn OutcomeSink> = match stdout {
-                Some(stdout) => Box::new(JsonlSink::new(stdout)),
+                Some(stdout) => crate::sink::stdout_sink(stdout)
+                    .context("opening stdout for the outcome records")
+                    .or_exit(EXIT_USAGE)?,
                 None if args.resume => {
                     // Resuming appends to the output (a torn last record is cut off).
                     let file = crate::sink::open_for_append(Path::new(&args.output))
@@ -545,7 +550,9 @@ fn count_lines(path: &Path) -> io::Result<u64> {
 fn open_sink(output: &str) -> Result<Box<dyn OutcomeSink>, Failure> {
     if output == "-" {
         let stdout = crate::sink::take_stdout().or_exit(EXIT_USAGE)?;
-        return Ok(Box::new(JsonlSink::new(stdout)));
+        return crate::sink::stdout_sink(stdout)
+            .context("opening stdout for the outcome records")
+            .or_exit(EXIT_USAGE);
     }
     let file = crate::sink::create_output(Path::new(output))
         .and_then(JsonlSink::file)
@@ -656,7 +663,9 @@ fn execute(
     if let Some(error) = &report.source_error {
         eprintln!("taskhost: error: {error}");
     }
-    Ok(if report.summary.interrupted {
+    Ok(if report.summary.output_closed {
+        EXIT_OUTPUT_CLOSED
+    } else if report.summary.interrupted {
         INTERRUPTED_EXIT as u8
     } else if report.source_error.is_some() || !report.summary.all_ok() {
         EXIT_NOT_ALL_OK
