@@ -17,7 +17,7 @@ use taskhost_loader::{LoadOptions, PluginSet};
 use crate::cli::{Cli, Command, ConfigCommand, LogFormatArg, RunArgs};
 use crate::config::settings::{self, Isolation, JobSettings, LogFormat, Settings};
 use crate::dispatch::{self, Catalog, Pools, RunOptions};
-use crate::routing::Router;
+use crate::routing::{RouteOverrides, Router};
 use crate::signals::{Interrupts, INTERRUPTED_EXIT};
 use crate::sink::{JsonlSink, OutcomeSink};
 use crate::source::{ItemsSource, JsonlSource, WorkItem, WorkSource};
@@ -145,7 +145,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Plugins(args) => {
             let (settings, _) = load_settings(file.as_deref())?;
             let _guard = init_telemetry(&cli, &settings, &SharedBar::default())?;
-            let host = Host::load(&settings, &cli)?;
+            let host = Host::load(&settings, &cli, RouteOverrides::default())?;
             if args.pins {
                 print_pins(&host, &settings)?;
             } else {
@@ -154,7 +154,22 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(EXIT_OK)
         }
         Command::Run(args) => {
-            let (settings, _) = load_settings(file.as_deref())?;
+            if args.old_jobs.is_some() {
+                return Err(Failure {
+                    code: EXIT_USAGE,
+                    error: anyhow::anyhow!(crate::cli::OLD_JOBS),
+                });
+            }
+            let (mut settings, _) = load_settings(file.as_deref())?;
+            if let Some(workers) = args.workers {
+                for pool in settings.pools.values_mut() {
+                    pool.max_workers = workers;
+                }
+            }
+            let overrides = RouteOverrides {
+                retries: args.retries,
+                timeout: args.timeout,
+            };
             let bar = SharedBar::default();
             let _guard = init_telemetry(&cli, &settings, &bar)?;
             // Before any plugin is loaded: its constructors may print already.
@@ -162,16 +177,16 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 .then(|| crate::sink::take_stdout().or_exit(EXIT_USAGE))
                 .transpose()?;
             let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
-            let host = Host::load(&settings, &cli)?;
+            let host = Host::load(&settings, &cli, overrides)?;
             let progress = !cli.global.no_progress;
             // The journal first: refusing it must not clobber the output file.
             let journal = match &args.journal {
                 Some(path) => {
-                    let generated = match (&args.expand, args.jobs) {
+                    let generated = match (&args.expand, args.config_jobs) {
                         (Some(task), _) => {
                             Some(format!("--expand {task} --params {}", args.params))
                         }
-                        (None, true) => Some("--jobs".to_owned()),
+                        (None, true) => Some("--config-jobs".to_owned()),
                         (None, false) => None,
                     };
                     let identity = dispatch::journal::JournalHeader::new(
@@ -229,7 +244,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             let bar = SharedBar::default();
             let _guard = init_telemetry(&cli, &settings, &bar)?;
             let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
-            let host = Host::load(&settings, &cli)?;
+            let host = Host::load(&settings, &cli, RouteOverrides::default())?;
             if host.plugins.plugins().is_empty() {
                 return Err(Failure {
                     code: EXIT_USAGE,
@@ -300,7 +315,7 @@ struct Host {
 }
 
 impl Host {
-    fn load(settings: &Settings, cli: &Cli) -> Result<Self, Failure> {
+    fn load(settings: &Settings, cli: &Cli, overrides: RouteOverrides) -> Result<Self, Failure> {
         let options = load_options(settings, settings.plugins.strict);
         let (plugins, skipped) = PluginSet::load(&settings.plugins.dirs, &options)
             .context("loading plugins")
@@ -313,7 +328,7 @@ impl Host {
                 "no plugins loaded"
             );
         }
-        let router = Router::new(settings.routes.clone());
+        let router = Router::new(settings.routes.clone()).with_overrides(overrides);
         let worker_process = worker_process(settings, cli).or_exit(EXIT_USAGE)?;
         let pools = Pools::build(settings, worker_process.as_ref()).or_exit(EXIT_USAGE)?;
         let catalog = Catalog::new(&plugins, &router, &pools).or_exit(EXIT_USAGE)?;
@@ -506,7 +521,7 @@ fn open_source(
         };
         return Ok(Box::new(ItemsSource::new(job_items(&[job], host)?)));
     }
-    if args.jobs {
+    if args.config_jobs {
         return Ok(Box::new(ItemsSource::new(job_items(&settings.jobs, host)?)));
     }
     let limit = settings.run.max_line_bytes;

@@ -1,8 +1,12 @@
 //! The command line (clap derive). Parsing only: no I/O here.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::duration::parse_duration;
+use crate::config::settings::limits;
 
 /// Runs batches of work items through compiled task plugins on named thread pools.
 #[derive(Debug, Parser)]
@@ -42,7 +46,7 @@ pub enum LogFormatArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run work items: JSON lines from --input, a plugin's expansion (--expand), or the config's jobs
+    /// Run work items: JSON lines from --input, a plugin's expansion (--expand), or the config's jobs (--config-jobs)
     Run(RunArgs),
     /// List the loaded plugins, their versions and task types, and the pool each task routes to
     Plugins(PluginsArgs),
@@ -58,8 +62,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Work items as JSON lines; `-` is stdin (the default when neither --expand nor --jobs is given)
-    #[arg(long, short = 'i', value_name = "FILE|-", conflicts_with_all = ["expand", "jobs"])]
+    /// Work items as JSON lines; `-` is stdin (the default when no other source is given)
+    #[arg(long, short = 'i', value_name = "FILE|-", conflicts_with_all = ["expand", "config_jobs"])]
     pub input: Option<String>,
     /// Where outcome records go, as JSON lines; `-` is stdout
     #[arg(long, short = 'o', value_name = "FILE|-", default_value = "-")]
@@ -67,21 +71,82 @@ pub struct RunArgs {
     /// Write outcomes in input order instead of completion order
     #[arg(long)]
     pub ordered: bool,
-    /// Ask a plugin to expand a job into work items: `plugin/task`
-    #[arg(long, value_name = "PLUGIN/TASK", conflicts_with = "jobs")]
+    /// Ask a plugin to expand a job into work items: `plugin/job`
+    #[arg(long, value_name = "PLUGIN/JOB", conflicts_with = "config_jobs")]
     pub expand: Option<String>,
     /// The job's parameters for --expand, as JSON
     #[arg(long, value_name = "JSON", requires = "expand", default_value = "{}")]
     pub params: String,
     /// Run the `[[jobs]]` of the configuration
     #[arg(long)]
-    pub jobs: bool,
+    pub config_jobs: bool,
+    /// The old name of --config-jobs, which read like parallel's `--jobs N`: refused with a
+    /// word on both meanings
+    #[arg(long = "jobs", hide = true, value_name = "N", num_args = 0..=1, value_parser = old_jobs)]
+    pub old_jobs: Option<Option<String>>,
+    /// Every pool runs at most N workers (overrides `max_workers`; a pool no item goes to
+    /// starts no thread anyway)
+    #[arg(long, short = 'j', value_name = "N", value_parser = workers, allow_hyphen_values = true)]
+    pub workers: Option<usize>,
+    /// Every task's attempts may run this long (overrides the routes' `timeout`), e.g. `30s`
+    #[arg(long, value_name = "DURATION", value_parser = timeout)]
+    pub timeout: Option<Duration>,
+    /// Every task gets N retries after a failed, panicked or timed-out attempt (overrides
+    /// the routes' `retries`)
+    #[arg(long, value_name = "N", value_parser = retries, allow_hyphen_values = true)]
+    pub retries: Option<u32>,
     /// Append the id of each finished item (any status but `cancelled`) to FILE, durably
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
     /// Skip the items whose id is already in the --journal file (after a crash)
     #[arg(long, requires = "journal")]
     pub resume: bool,
+}
+
+/// `-j N`: a worker count within the configuration's range.
+fn workers(text: &str) -> Result<usize, String> {
+    let n = count_from(
+        text,
+        1,
+        limits::MAX_WORKERS,
+        "workers",
+        " (each worker is a thread)",
+    )?;
+    Ok(n as usize)
+}
+
+/// `--retries N`: a retry count within the configuration's range.
+fn retries(text: &str) -> Result<u32, String> {
+    Ok(count_from(text, 0, limits::RETRIES, "retries", "")? as u32)
+}
+
+/// An integer from `min` to `max`, or an error that says so.
+fn count_from(text: &str, min: i64, max: i64, what: &str, why: &str) -> Result<i64, String> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            format!("expected a number of {what} from {min} to {max}{why}, found {text:?}")
+        })
+}
+
+/// `--jobs`: never accepted; says what to write instead.
+fn old_jobs(_: &str) -> Result<String, String> {
+    Err(OLD_JOBS.to_owned())
+}
+
+/// What `--jobs` says.
+pub const OLD_JOBS: &str = "`--jobs` is gone: write `--config-jobs` to run the configuration's \
+                            [[jobs]], or `-j N` / `--workers N` for N workers";
+
+/// `--timeout DURATION`: a duration as the configuration writes it, more than zero.
+fn timeout(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!(
+            "expected a timeout longer than zero, found {text:?}"
+        )),
+        duration => Ok(duration),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +205,50 @@ mod tests {
         };
         assert_eq!(run.journal, Some(PathBuf::from("j")));
         assert!(run.resume);
+    }
+
+    #[test]
+    fn everyday_flags_parse_and_bad_values_say_what_was_expected() {
+        let cli = Cli::try_parse_from([
+            "taskhost",
+            "run",
+            "-j",
+            "3",
+            "--timeout",
+            "1.5s",
+            "--retries",
+            "2",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(run.workers, Some(3));
+        assert_eq!(run.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(run.retries, Some(2));
+        for (flag, value, expected) in [
+            ("-j", "0", "expected a number of workers from 1 to 1024"),
+            ("--workers", "many", "found \"many\""),
+            ("--retries", "101", "from 0 to 100"),
+            ("--timeout", "0s", "longer than zero"),
+            ("--timeout", "5", "(the unit is missing)"),
+        ] {
+            let error = Cli::try_parse_from(["taskhost", "run", flag, value])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{flag} {value}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_old_jobs_flag_is_gone() {
+        let error = Cli::try_parse_from(["taskhost", "run", "--jobs", "4"]).unwrap_err();
+        assert!(error.to_string().contains(OLD_JOBS), "{error}");
+        let cli = Cli::try_parse_from(["taskhost", "run", "--config-jobs"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("expected run")
+        };
+        assert!(run.config_jobs);
     }
 
     #[test]
