@@ -1,6 +1,6 @@
 //! The everyday flags of `taskhost run`, end to end.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::util::{by_id, jsonl, Dir};
 
@@ -69,4 +69,218 @@ fn bad_flag_values_are_usage_errors_that_say_what_was_expected() {
         run.assert_code(2);
         assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
     }
+}
+
+#[test]
+fn a_task_runs_over_arguments_lines_and_stdin_without_json() {
+    let dir = Dir::new();
+    dir.write("a.txt", "a\n");
+    dir.write("b c.txt", "bc\n");
+    dir.write("files.txt", "a.txt\n\nb c.txt\n");
+    let sha = |run: &crate::util::Run| -> Vec<(String, String, String)> {
+        run.outcomes()
+            .iter()
+            .map(|o| {
+                (
+                    o["id"].as_str().unwrap().to_owned(),
+                    o["output"]["path"].as_str().unwrap_or_default().to_owned(),
+                    o["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let ok = |id: &str, path: &str| (id.to_owned(), path.to_owned(), "ok".to_owned());
+    // The checksum plugin names `path` as its argument field.
+    let run = dir.run(
+        &["run", "--ordered", "checksum/sha256", "a.txt", "b c.txt"],
+        "",
+    );
+    run.assert_code(0);
+    assert_eq!(sha(&run), [ok("1", "a.txt"), ok("2", "b c.txt")]);
+    assert_eq!(
+        run.outcomes()[0]["output"]["sha256"],
+        "87428fc522803d31065e7bce3cf03fe475096631e5e07bbd7a0fde60c4cf25c7"
+    );
+    // Lines: blank ones skipped, the line number is the id.
+    let run = dir.run(
+        &[
+            "run",
+            "--ordered",
+            "checksum/sha256",
+            "--lines",
+            "files.txt",
+        ],
+        "",
+    );
+    run.assert_code(0);
+    assert_eq!(sha(&run), [ok("1", "a.txt"), ok("3", "b c.txt")]);
+    let run = dir.run(&["run", "--ordered", "checksum/sha256"], "a.txt\nb c.txt\n");
+    assert_eq!(sha(&run), [ok("1", "a.txt"), ok("2", "b c.txt")]);
+    // No field named: the text itself, as a JSON string; --field names one.
+    let run = dir.run(&["run", "--ordered", "testkit/echo", "--", "-x", "y z"], "");
+    run.assert_code(0);
+    let outputs: Vec<Value> = run.outcomes().iter().map(|o| o["output"].clone()).collect();
+    assert_eq!(outputs, [json!("-x"), json!("y z")]);
+    let run = dir.run(&["run", "testkit/echo", "--field", "name", "x"], "");
+    assert_eq!(run.outcomes()[0]["output"], json!({"name": "x"}));
+}
+
+#[test]
+fn an_unknown_task_says_which_one_was_meant() {
+    let dir = Dir::new();
+    let run = dir.run(&["run", "checksum/sha265", "a.txt"], "");
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            "unknown task \"checksum/sha265\": no loaded plugin provides it; did you mean \"checksum/sha256\"?"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+    let run = dir.run(
+        &["run"],
+        &jsonl(&[
+            json!({"id": "typo", "task": "testkit/ecko"}),
+            json!({"id": "far", "task": "zzz/qqq"}),
+        ]),
+    );
+    run.assert_code(1);
+    let by_id = by_id(&run.outcomes());
+    assert_eq!(by_id["typo"]["status"], "rejected");
+    assert!(by_id["typo"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean \"testkit/echo\"?"));
+    assert!(!by_id["far"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean"));
+}
+
+#[test]
+fn a_dry_run_prints_where_each_item_would_run_and_runs_nothing() {
+    let dir = Dir::with_config(
+        "[pools.io]\nmax_workers = 2\n[[routes]]\ntask = \"checksum/*\"\npool = \"io\"\nretries = 2\n",
+    );
+    let input = jsonl(&[
+        json!({"id": "hash", "task": "checksum/sha256", "input": {"path": "x"}}),
+        // Would sleep a minute if it ran.
+        json!({"id": "sleep", "task": "testkit/sleep", "input": {"ms": 60_000}}),
+        json!({"id": "typo", "task": "testkit/ecko"}),
+    ]);
+    let started = std::time::Instant::now();
+    let run = dir.run(
+        &["run", "--dry-run", "--timeout", "5s"],
+        &format!("{input}not json\n"),
+    );
+    run.assert_code(1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        r#"{"id":"hash","task":"checksum/sha256","pool":"io","timeout":"5s","retries":2,"line":1,"input":{"path":"x"}}"#
+    );
+    assert_eq!(
+        lines[1],
+        r#"{"id":"sleep","task":"testkit/sleep","pool":"default","timeout":"5s","retries":0,"line":2,"input":{"ms":60000}}"#
+    );
+    assert!(
+        lines[2].contains(r#""pool":null"#) && lines[2].contains("did you mean"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains("line 4: expected a JSON object"),
+        "{}",
+        lines[3]
+    );
+    assert_eq!(lines.len(), 4);
+    assert!(
+        run.stderr
+            .contains("dry run: 4 items, 2 would run, 2 would not; nothing was run"),
+        "{}",
+        run.stderr
+    );
+    // Everything routable: exit 0; the same with a task over arguments.
+    let run = dir.run(&["run", "--dry-run", "checksum/sha256", "a", "b"], "");
+    run.assert_code(0);
+    assert_eq!(run.stdout.lines().count(), 2);
+    assert!(
+        run.stdout.contains(r#""input":{"path":"b"}"#),
+        "{}",
+        run.stdout
+    );
+}
+
+/// With a terminal on stdin (`script` gives one) and no --input, taskhost says it is waiting
+/// for work items there.
+#[test]
+fn a_terminal_on_stdin_gets_a_word_on_what_to_type() {
+    if !crate::util::has_script() {
+        return;
+    }
+    let dir = Dir::new();
+    let command = format!(
+        "{} --config {} --no-progress -q run",
+        env!("CARGO_BIN_EXE_taskhost"),
+        dir.config().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = stdin.write_all(b"{\"id\":\"typed\",\"task\":\"testkit/echo\",\"input\":1}\n");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = stdin.write_all(b"\x04");
+    });
+    use crate::trace::WaitTimeout;
+    let run = crate::util::Run::from(child.wait_with_output_timeout());
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains(
+            "taskhost: reading work items, one JSON object per line, from stdin (a terminal); end with Ctrl-D"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(run
+        .stdout
+        .contains(r#"{"id":"typed","task":"testkit/echo","status":"ok""#));
+}
+
+#[test]
+fn expand_checks_the_plugin_and_the_job_half() {
+    let dir = Dir::new();
+    dir.write("data/x.txt", "x");
+    let params = r#"{"root": "data"}"#;
+    for (job, expected) in [
+        (
+            "checksum/sha265",
+            "expand checksum/sha265: plugin `checksum` has no job `sha265`; did you mean `sha256`? (its jobs: sha256)",
+        ),
+        (
+            "checksun/sha256",
+            "expand checksun/sha256: no plugin named `checksun` is loaded; did you mean `checksum`?",
+        ),
+        ("checksum", "expand: expected `plugin/job`, found \"checksum\""),
+    ] {
+        let run = dir.run(&["run", "--expand", job, "--params", params], "");
+        run.assert_code(2);
+        assert!(run.stderr.contains(expected), "{job}: {}", run.stderr);
+    }
+    let run = dir.run(
+        &["run", "--expand", "checksum/sha256", "--params", params],
+        "",
+    );
+    run.assert_code(0);
+    assert_eq!(run.outcomes().len(), 1);
 }

@@ -126,12 +126,7 @@ fn a_closed_pipe_before_the_first_record_is_a_stop_too() {
 /// A terminal gets each record as it is written (`script` gives the run a pseudo-terminal).
 #[test]
 fn a_terminal_output_is_flushed_per_record() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: `script` (util-linux) is not installed, so no pseudo-terminal");
+    if !crate::util::has_script() {
         return;
     }
     let dir = Dir::new();

@@ -17,10 +17,11 @@ use taskhost_loader::{LoadOptions, PluginSet};
 use crate::cli::{Cli, Command, ConfigCommand, LogFormatArg, RunArgs};
 use crate::config::settings::{self, Isolation, JobSettings, LogFormat, Settings};
 use crate::dispatch::{self, Catalog, Pools, RunOptions};
+use crate::plugin_facts::PluginFacts;
 use crate::routing::{RouteOverrides, Router};
 use crate::signals::{Interrupts, INTERRUPTED_EXIT};
 use crate::sink::{JsonlSink, OutcomeSink};
-use crate::source::{ItemsSource, JsonlSource, WorkItem, WorkSource};
+use crate::source::{ItemsSource, JsonlSource, PlainInput, PlainLinesSource, WorkItem, WorkSource};
 use crate::telemetry::{self, SharedBar};
 
 /// Exit status: every item succeeded.
@@ -153,92 +154,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(EXIT_OK)
         }
-        Command::Run(args) => {
-            if args.old_jobs.is_some() {
-                return Err(Failure {
-                    code: EXIT_USAGE,
-                    error: anyhow::anyhow!(crate::cli::OLD_JOBS),
-                });
-            }
-            let (mut settings, _) = load_settings(file.as_deref())?;
-            if let Some(workers) = args.workers {
-                for pool in settings.pools.values_mut() {
-                    pool.max_workers = workers;
-                }
-            }
-            let overrides = RouteOverrides {
-                retries: args.retries,
-                timeout: args.timeout,
-            };
-            let bar = SharedBar::default();
-            let _guard = init_telemetry(&cli, &settings, &bar)?;
-            // Before any plugin is loaded: its constructors may print already.
-            let stdout = (args.output == "-")
-                .then(|| crate::sink::take_stdout().or_exit(EXIT_USAGE))
-                .transpose()?;
-            let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
-            let host = Host::load(&settings, &cli, overrides)?;
-            let progress = !cli.global.no_progress;
-            // The journal first: refusing it must not clobber the output file.
-            let journal = match &args.journal {
-                Some(path) => {
-                    let generated = match (&args.expand, args.config_jobs) {
-                        (Some(task), _) => {
-                            Some(format!("--expand {task} --params {}", args.params))
-                        }
-                        (None, true) => Some("--config-jobs".to_owned()),
-                        (None, false) => None,
-                    };
-                    let identity = dispatch::journal::JournalHeader::new(
-                        args.input.as_deref(),
-                        generated,
-                        &args.output,
-                    );
-                    Some(
-                        dispatch::journal::Journal::open(path, args.resume, &identity)
-                            .or_exit(EXIT_USAGE)?,
-                    )
-                }
-                None => None,
-            };
-            let source = open_source(args, &settings, &host, progress)?;
-            let sink: Box<dyn OutcomeSink> = match stdout {
-                Some(stdout) => crate::sink::stdout_sink(stdout)
-                    .context("opening stdout for the outcome records")
-                    .or_exit(EXIT_USAGE)?,
-                None if args.resume => {
-                    // Resuming appends to the output (a torn last record is cut off).
-                    let file = crate::sink::open_for_append(Path::new(&args.output))
-                        .and_then(JsonlSink::file)
-                        .with_context(|| format!("opening output {} to append", args.output))
-                        .or_exit(EXIT_USAGE)?;
-                    Box::new(file)
-                }
-                None => open_sink(&args.output)?,
-            };
-            let (source, sink, journal) = match journal {
-                Some((journal, contents)) => {
-                    let (source, sink, report) =
-                        dispatch::journal::attach(journal, contents, args.resume, source, sink);
-                    (source, sink, Some(report))
-                }
-                None => (source, sink, None),
-            };
-            let code = execute(
-                &cli,
-                &settings,
-                host,
-                source,
-                sink,
-                args.ordered,
-                &interrupts,
-                &bar,
-            )?;
-            if let Some(journal) = journal.filter(|_| !cli.global.quiet) {
-                eprint!("{journal}");
-            }
-            Ok(code)
-        }
+        Command::Run(args) => run_work(&cli, args, file.as_deref()),
         Command::Demo(args) => {
             let (settings, _) = load_settings(file.as_deref())?;
             let bar = SharedBar::default();
@@ -283,6 +199,155 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 &bar,
             )
         }
+    }
+}
+
+/// `taskhost run`.
+fn run_work(cli: &Cli, args: &RunArgs, file: Option<&Path>) -> Result<u8, Failure> {
+    if args.old_jobs.is_some() {
+        return Err(usage(anyhow::anyhow!(crate::cli::OLD_JOBS)));
+    }
+    let (mut settings, _) = load_settings(file)?;
+    if let Some(workers) = args.workers {
+        for pool in settings.pools.values_mut() {
+            pool.max_workers = workers;
+        }
+    }
+    let overrides = RouteOverrides {
+        retries: args.retries,
+        timeout: args.timeout,
+    };
+    let bar = SharedBar::default();
+    let _guard = init_telemetry(cli, &settings, &bar)?;
+    // Before any plugin is loaded: its constructors may print already.
+    let stdout = (args.output == "-")
+        .then(|| crate::sink::take_stdout().or_exit(EXIT_USAGE))
+        .transpose()?;
+    let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
+    let host = Host::load(&settings, cli, overrides)?;
+    let progress = !cli.global.no_progress;
+    if let Some(task) = &args.task {
+        if host.catalog.get(task).is_none() {
+            return Err(usage(anyhow::anyhow!("{}", host.catalog.unknown(task))));
+        }
+    }
+    if args.dry_run {
+        let mut source = open_source(args, &settings, &host, progress)?;
+        return dry_run(&mut *source, &host, stdout, &args.output, cli.global.quiet);
+    }
+    // The journal first: refusing it must not clobber the output file.
+    let journal = match &args.journal {
+        Some(path) => {
+            let generated = match (&args.expand, args.config_jobs, &args.task) {
+                (Some(task), _, _) => Some(format!("--expand {task} --params {}", args.params)),
+                (None, true, _) => Some("--config-jobs".to_owned()),
+                (None, false, Some(task)) if args.lines.is_none() && !args.args.is_empty() => {
+                    Some(format!("{task} {}", args.args.join(" ")))
+                }
+                _ => None,
+            };
+            let input = args.lines.as_deref().or(args.input.as_deref());
+            let identity = dispatch::journal::JournalHeader::new(input, generated, &args.output);
+            Some(
+                dispatch::journal::Journal::open(path, args.resume, &identity)
+                    .or_exit(EXIT_USAGE)?,
+            )
+        }
+        None => None,
+    };
+    let source = open_source(args, &settings, &host, progress)?;
+    let sink: Box<dyn OutcomeSink> = match stdout {
+        Some(stdout) => crate::sink::stdout_sink(stdout)
+            .context("opening stdout for the outcome records")
+            .or_exit(EXIT_USAGE)?,
+        None if args.resume => {
+            // Resuming appends to the output (a torn last record is cut off).
+            let file = crate::sink::open_for_append(Path::new(&args.output))
+                .and_then(JsonlSink::file)
+                .with_context(|| format!("opening output {} to append", args.output))
+                .or_exit(EXIT_USAGE)?;
+            Box::new(file)
+        }
+        None => open_sink(&args.output)?,
+    };
+    let (source, sink, journal) = match journal {
+        Some((journal, contents)) => {
+            let (source, sink, report) =
+                dispatch::journal::attach(journal, contents, args.resume, source, sink);
+            (source, sink, Some(report))
+        }
+        None => (source, sink, None),
+    };
+    let code = execute(
+        cli,
+        &settings,
+        host,
+        source,
+        sink,
+        args.ordered,
+        &interrupts,
+        &bar,
+    )?;
+    if let Some(journal) = journal.filter(|_| !cli.global.quiet) {
+        eprint!("{journal}");
+    }
+    Ok(code)
+}
+
+/// `; did you mean `close`?` when a candidate is close to `name`, else nothing.
+fn suggestion<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    dispatch::did_you_mean(name, candidates)
+        .map(|close| format!("; did you mean `{close}`?"))
+        .unwrap_or_default()
+}
+
+/// A usage error (exit 2).
+fn usage(error: anyhow::Error) -> Failure {
+    Failure {
+        code: EXIT_USAGE,
+        error,
+    }
+}
+
+/// `run --dry-run`: each item and where it would run, to the output; exit 1 when some item
+/// would not run.
+fn dry_run(
+    source: &mut dyn WorkSource,
+    host: &Host,
+    stdout: Option<crate::sink::Stdout>,
+    output: &str,
+    quiet: bool,
+) -> Result<u8, Failure> {
+    let writer: Box<dyn io::Write> = match stdout {
+        Some(stdout) => Box::new(stdout),
+        None => Box::new(
+            crate::sink::create_output(Path::new(output))
+                .with_context(|| format!("creating output {output}"))
+                .or_exit(EXIT_USAGE)?,
+        ),
+    };
+    let mut writer = io::BufWriter::new(writer);
+    match crate::dry_run::print(source, &host.catalog, &mut writer) {
+        Ok(found) => {
+            if !quiet {
+                eprintln!(
+                    "taskhost: dry run: {} items, {} would run, {} would not; nothing was run",
+                    found.items,
+                    found.items - found.refused,
+                    found.refused
+                );
+            }
+            Ok(if found.refused == 0 {
+                EXIT_OK
+            } else {
+                EXIT_NOT_ALL_OK
+            })
+        }
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(EXIT_OUTPUT_CLOSED),
+        Err(error) => Err(Failure {
+            code: EXIT_NOT_ALL_OK,
+            error: anyhow::Error::new(error).context("dry run"),
+        }),
     }
 }
 
@@ -525,11 +590,74 @@ fn open_source(
         return Ok(Box::new(ItemsSource::new(job_items(&settings.jobs, host)?)));
     }
     let limit = settings.run.max_line_bytes;
-    match args.input.as_deref() {
-        None | Some("-") => Ok(Box::new(JsonlSource::new(
-            BufReader::new(io::stdin()),
+    if let Some(task) = &args.task {
+        let field = args.field.clone().or_else(|| {
+            let plugin = host.plugins.plugin(task.split_once('/')?.0)?;
+            let task_name = task.split_once('/')?.1;
+            PluginFacts::of(plugin).arguments.remove(task_name)
+        });
+        let plain = PlainInput {
+            task: task.clone(),
+            field,
+        };
+        if args.lines.is_none() && !args.args.is_empty() {
+            return Ok(Box::new(ItemsSource::new(plain.items(&args.args))));
+        }
+        let lines = open_lines(
+            args.lines.as_deref(),
             limit,
-        ))),
+            progress,
+            StdinNotice::PLAIN_LINES,
+        )?;
+        return Ok(Box::new(PlainLinesSource::new(lines, plain)));
+    }
+    let lines = open_lines(
+        args.input.as_deref(),
+        limit,
+        progress,
+        StdinNotice::JSON_LINES,
+    )?;
+    Ok(Box::new(lines))
+}
+
+/// What a terminal on stdin is told it is read for.
+struct StdinNotice {
+    /// What to type there.
+    what: &'static str,
+    /// How to give them otherwise.
+    instead: &'static str,
+}
+
+impl StdinNotice {
+    const JSON_LINES: StdinNotice = StdinNotice {
+        what: "work items, one JSON object per line",
+        instead: "--input FILE",
+    };
+    const PLAIN_LINES: StdinNotice = StdinNotice {
+        what: "one line of text per work item",
+        instead: "--lines FILE, or arguments after the task",
+    };
+}
+
+/// The lines of `path` (`-` or `None`: stdin, with a word when it is a terminal).
+fn open_lines(
+    path: Option<&str>,
+    limit: usize,
+    progress: bool,
+    notice: StdinNotice,
+) -> Result<JsonlSource<Box<dyn io::BufRead + Send>>, Failure> {
+    match path {
+        None | Some("-") => {
+            let stdin = io::stdin();
+            if stdin.is_terminal() {
+                eprintln!(
+                    "taskhost: reading {}, from stdin (a terminal); end with Ctrl-D, or give \
+                     them otherwise ({})",
+                    notice.what, notice.instead
+                );
+            }
+            Ok(JsonlSource::new(Box::new(BufReader::new(stdin)), limit))
+        }
         Some(path) => {
             let file = File::open(path)
                 .with_context(|| format!("opening input {path}"))
@@ -538,10 +666,9 @@ fn open_source(
             let lines = (progress && io::stderr().is_terminal())
                 .then(|| count_lines(Path::new(path)).ok())
                 .flatten();
-            Ok(Box::new(
-                JsonlSource::new(BufReader::with_capacity(256 * 1024, file), limit)
-                    .with_len_hint(lines),
-            ))
+            let reader: Box<dyn io::BufRead + Send> =
+                Box::new(BufReader::with_capacity(256 * 1024, file));
+            Ok(JsonlSource::new(reader, limit).with_len_hint(lines))
         }
     }
 }
@@ -583,26 +710,34 @@ fn job_items(jobs: &[JobSettings], host: &Host) -> Result<Vec<WorkItem>, Failure
         match job {
             JobSettings::Expand { task, params } => {
                 let Some((plugin_name, job_name)) = task.split_once('/') else {
-                    return Err(Failure {
-                        code: EXIT_USAGE,
-                        error: anyhow::anyhow!("expand: expected `plugin/task`, found {task:?}"),
-                    });
+                    return Err(usage(anyhow::anyhow!(
+                        "expand: expected `plugin/job`, found {task:?}"
+                    )));
                 };
                 let Some(plugin) = host.plugins.plugin(plugin_name) else {
                     let loaded: Vec<&str> =
                         host.plugins.plugins().iter().map(|p| p.name()).collect();
-                    return Err(Failure {
-                        code: EXIT_USAGE,
-                        error: anyhow::anyhow!(
-                            "expand {task}: no plugin named `{plugin_name}` is loaded (loaded: {})",
-                            if loaded.is_empty() {
-                                "none".to_owned()
-                            } else {
-                                loaded.join(", ")
-                            }
-                        ),
-                    });
+                    return Err(usage(anyhow::anyhow!(
+                        "expand {task}: no plugin named `{plugin_name}` is loaded{} (loaded: {})",
+                        suggestion(plugin_name, loaded.iter().copied()),
+                        if loaded.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            loaded.join(", ")
+                        }
+                    )));
                 };
+                // The jobs the plugin says it takes (the SDK's `expand_jobs`); a plugin that
+                // says nothing gets any job name and may refuse it itself.
+                let jobs = PluginFacts::of(plugin).expand_jobs;
+                if plugin.can_expand() && !jobs.is_empty() && !jobs.iter().any(|j| j == job_name) {
+                    return Err(usage(anyhow::anyhow!(
+                        "expand {task}: plugin `{plugin_name}` has no job `{job_name}`{} (its \
+                         jobs: {})",
+                        suggestion(job_name, jobs.iter().map(String::as_str)),
+                        jobs.join(", ")
+                    )));
+                }
                 let params_bytes = serde_json::to_vec(params).expect("JSON values serialize");
                 let expanded = plugin.expand(job_name, &params_bytes).map_err(|failure| {
                     // The plugin refusing the parameters (or not expanding at all) is a usage

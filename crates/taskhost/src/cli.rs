@@ -47,7 +47,7 @@ pub enum LogFormatArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run work items: JSON lines from --input, a plugin's expansion (--expand), or the config's jobs (--config-jobs)
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the loaded plugins, their versions and task types, and the pool each task routes to
     Plugins(PluginsArgs),
     /// Show or check the configuration
@@ -62,6 +62,24 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Run this task once per ARG, or per line of --lines (stdin when neither is given),
+    /// without writing JSON: each becomes the input field the task names (see --field)
+    #[arg(value_name = "PLUGIN/TASK", conflicts_with_all = ["input", "expand", "config_jobs"])]
+    pub task: Option<String>,
+    /// With PLUGIN/TASK: one work item per argument (write `--` before one that starts with `-`)
+    #[arg(value_name = "ARG", requires = "task", conflicts_with = "lines")]
+    pub args: Vec<String>,
+    /// With PLUGIN/TASK: one work item per line of FILE; `-` is stdin
+    #[arg(long, value_name = "FILE|-", requires = "task")]
+    pub lines: Option<String>,
+    /// With PLUGIN/TASK: each line or argument becomes `{"FIELD": "…"}` (default: the field
+    /// the task names, as `checksum/sha256` names `path`; else the text as a JSON string)
+    #[arg(long, value_name = "FIELD", requires = "task")]
+    pub field: Option<String>,
+    /// Print each work item with where it would run (pool, timeout, retries) as JSON lines,
+    /// without running any
+    #[arg(long, conflicts_with_all = ["journal", "resume"])]
+    pub dry_run: bool,
     /// Work items as JSON lines; `-` is stdin (the default when no other source is given)
     #[arg(long, short = 'i', value_name = "FILE|-", conflicts_with_all = ["expand", "config_jobs"])]
     pub input: Option<String>,
@@ -249,6 +267,22 @@ mod tests {
             panic!("expected run")
         };
         assert!(run.config_jobs);
+    }
+
+    #[test]
+    fn a_task_runs_over_arguments_or_lines() {
+        let cli =
+            Cli::try_parse_from(["taskhost", "run", "checksum/sha256", "a", "--", "-b"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(run.task.as_deref(), Some("checksum/sha256"));
+        assert_eq!(run.args, ["a", "-b"]);
+        assert!(Cli::try_parse_from(["taskhost", "run", "x/y", "--lines", "f"]).is_ok());
+        assert!(Cli::try_parse_from(["taskhost", "run", "x/y", "a", "--lines", "f"]).is_err());
+        assert!(Cli::try_parse_from(["taskhost", "run", "--lines", "f"]).is_err());
+        assert!(Cli::try_parse_from(["taskhost", "run", "x/y", "-i", "f"]).is_err());
+        assert!(Cli::try_parse_from(["taskhost", "run", "--field", "path"]).is_err());
     }
 
     #[test]

@@ -11,8 +11,10 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod dry_run;
 #[cfg(unix)]
 pub mod isolation;
+pub mod plugin_facts;
 pub mod progress;
 pub mod routing;
 pub mod signals;

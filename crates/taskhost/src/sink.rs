@@ -353,6 +353,13 @@ pub fn take_stdout() -> io::Result<std::fs::File> {
     Ok(std::fs::File::from(private))
 }
 
+/// What [`take_stdout`] gives: the outcome stream.
+#[cfg(unix)]
+pub type Stdout = std::fs::File;
+/// What [`take_stdout`] gives: the outcome stream.
+#[cfg(not(unix))]
+pub type Stdout = io::Stdout;
+
 /// The sink for `--output -`, on the stream [`take_stdout`] gave.
 #[cfg(unix)]
 pub fn stdout_sink(stdout: std::fs::File) -> io::Result<Box<dyn OutcomeSink>> {

@@ -99,7 +99,8 @@ fn matching_files(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, TaskError>
     Ok(files)
 }
 
-/// The expand step: one `checksum/sha256` work item per file under `root` matching `glob`.
+/// The expand step, job `sha256`: one `checksum/sha256` work item per file under `root`
+/// matching `glob`.
 pub fn expand(
     _job: &str,
     params: ExpandParams,
@@ -130,7 +131,11 @@ pub fn expand(
 pub fn plugin() -> Plugin {
     Plugin::new("checksum", env!("CARGO_PKG_VERSION"))
         .task("sha256", "SHA-256 of the file at `path`", sha256)
+        // `taskhost run checksum/sha256 a.txt b.txt`: each argument is a `path`.
+        .task_argument("sha256", "path")
         .expand(expand)
+        // `--expand checksum/sha256`: one `checksum/sha256` item per file.
+        .expand_jobs(["sha256"])
 }
 
 export_plugin!(plugin);
