@@ -284,3 +284,103 @@ fn expand_checks_the_plugin_and_the_job_half() {
     run.assert_code(0);
     assert_eq!(run.outcomes().len(), 1);
 }
+
+#[test]
+fn resume_failed_reruns_only_what_did_not_succeed_and_keeps_one_record_per_id() {
+    let dir = Dir::new();
+    let first = jsonl(&[
+        json!({"id": "a", "task": "testkit/echo", "input": 1}),
+        json!({"id": "b", "task": "testkit/fail", "input": {"message": "flaky"}}),
+        json!({"id": "c", "task": "testkit/echo", "input": 3}),
+        json!({"id": "d", "task": "testkit/panic", "input": {"message": "oops"}}),
+    ]);
+    dir.write("in.jsonl", &first);
+    let run = dir.run(
+        &[
+            "run",
+            "-i",
+            "in.jsonl",
+            "-o",
+            "out.jsonl",
+            "--journal",
+            "run.journal",
+        ],
+        "",
+    );
+    run.assert_code(1);
+    // What failed is fixed now (same ids); what succeeded would fail if it ran again.
+    dir.write(
+        "in.jsonl",
+        &jsonl(&[
+            json!({"id": "a", "task": "testkit/fail", "input": {"message": "ran twice"}}),
+            json!({"id": "b", "task": "testkit/echo", "input": 2}),
+            json!({"id": "c", "task": "testkit/fail", "input": {"message": "ran twice"}}),
+            json!({"id": "d", "task": "testkit/echo", "input": 4}),
+            json!({"id": "e", "task": "testkit/echo", "input": 5}),
+        ]),
+    );
+    // A dry run shows what would run again: the failures and the new item.
+    let dry = dir.run(
+        &[
+            "run",
+            "-i",
+            "in.jsonl",
+            "--resume-failed",
+            "out.jsonl",
+            "--dry-run",
+        ],
+        "",
+    );
+    dry.assert_code(0);
+    let planned: Vec<Value> = dry.outcomes().iter().map(|o| o["id"].clone()).collect();
+    assert_eq!(planned, ["b", "d", "e"]);
+    // Through the journal (which names out.jsonl), to stdout: only the reruns.
+    let run = dir.run(
+        &["run", "-i", "in.jsonl", "--resume-failed", "run.journal"],
+        "",
+    );
+    run.assert_code(0);
+    assert_eq!(
+        by_id(&run.outcomes()).keys().collect::<Vec<_>>(),
+        ["b", "d", "e"]
+    );
+    assert!(
+        run.stderr
+            .contains("resume-failed: skipped 2 items that succeeded in"),
+        "{}",
+        run.stderr
+    );
+    // Into the same file: its failed records are replaced, every id once, all ok.
+    let run = dir.run(
+        &[
+            "run",
+            "-i",
+            "in.jsonl",
+            "--resume-failed",
+            "out.jsonl",
+            "-o",
+            "out.jsonl",
+        ],
+        "",
+    );
+    run.assert_code(0);
+    let records =
+        crate::util::parse_jsonl(&std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap());
+    let by_id = by_id(&records);
+    assert_eq!(by_id.keys().collect::<Vec<_>>(), ["a", "b", "c", "d", "e"]);
+    assert!(by_id.values().all(|r| r["status"] == "ok"), "{records:#?}");
+    assert_eq!(by_id["a"]["output"], 1, "a kept its first record");
+    // A file that is not outcome records is refused, naming it.
+    dir.write("junk.jsonl", "hello\nworld\n");
+    let run = dir.run(
+        &["run", "-i", "in.jsonl", "--resume-failed", "junk.jsonl"],
+        "",
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("junk.jsonl:1: expected an outcome record with `id` and `status`"),
+        "{}",
+        run.stderr
+    );
+}

@@ -231,8 +231,31 @@ fn run_work(cli: &Cli, args: &RunArgs, file: Option<&Path>) -> Result<u8, Failur
             return Err(usage(anyhow::anyhow!("{}", host.catalog.unknown(task))));
         }
     }
+    let previous = match &args.resume_failed {
+        Some(path) => Some(
+            crate::rerun::read(path)
+                .with_context(|| format!("--resume-failed {}", path.display()))
+                .or_exit(EXIT_USAGE)?,
+        ),
+        None => None,
+    };
+    let rerun_source =
+        |source: Box<dyn WorkSource>, previous: &mut Option<crate::rerun::Previous>| match previous
+        {
+            Some(previous) => {
+                let succeeded = std::mem::take(&mut previous.succeeded);
+                let source = dispatch::journal::ResumeSource::new(source, succeeded);
+                let skipped = source.skipped();
+                (Box::new(source) as Box<dyn WorkSource>, Some(skipped))
+            }
+            None => (source, None),
+        };
+    let mut previous = previous;
     if args.dry_run {
-        let mut source = open_source(args, &settings, &host, progress)?;
+        let (mut source, _) = rerun_source(
+            open_source(args, &settings, &host, progress)?,
+            &mut previous,
+        );
         return dry_run(&mut *source, &host, stdout, &args.output, cli.global.quiet);
     }
     // The journal first: refusing it must not clobber the output file.
@@ -255,11 +278,26 @@ fn run_work(cli: &Cli, args: &RunArgs, file: Option<&Path>) -> Result<u8, Failur
         }
         None => None,
     };
-    let source = open_source(args, &settings, &host, progress)?;
+    let (source, rerun_skipped) = rerun_source(
+        open_source(args, &settings, &host, progress)?,
+        &mut previous,
+    );
+    let output = Path::new(&args.output);
     let sink: Box<dyn OutcomeSink> = match stdout {
         Some(stdout) => crate::sink::stdout_sink(stdout)
             .context("opening stdout for the outcome records")
             .or_exit(EXIT_USAGE)?,
+        None if previous
+            .as_ref()
+            .is_some_and(|p| crate::rerun::is_same_file(output, &p.records)) =>
+        {
+            // Its records that are not `ok` are redone by this run: out with them first.
+            let file = crate::rerun::keep_only_successes(output)
+                .and_then(JsonlSink::file)
+                .with_context(|| format!("rewriting output {} to resume", args.output))
+                .or_exit(EXIT_USAGE)?;
+            Box::new(file)
+        }
         None if args.resume => {
             // Resuming appends to the output (a torn last record is cut off).
             let file = crate::sink::open_for_append(Path::new(&args.output))
@@ -290,6 +328,15 @@ fn run_work(cli: &Cli, args: &RunArgs, file: Option<&Path>) -> Result<u8, Failur
     )?;
     if let Some(journal) = journal.filter(|_| !cli.global.quiet) {
         eprint!("{journal}");
+    }
+    if let (Some(previous), Some(skipped)) = (previous.filter(|_| !cli.global.quiet), rerun_skipped)
+    {
+        eprintln!(
+            "  resume-failed: skipped {} items that succeeded in {} ({} records there were not ok)",
+            skipped.load(std::sync::atomic::Ordering::Relaxed),
+            previous.records.display(),
+            previous.not_ok
+        );
     }
     Ok(code)
 }

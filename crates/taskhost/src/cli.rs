@@ -113,6 +113,11 @@ pub struct RunArgs {
     /// the routes' `retries`)
     #[arg(long, value_name = "N", value_parser = retries, allow_hyphen_values = true)]
     pub retries: Option<u32>,
+    /// Run only what did not succeed in a previous run: skip the ids with an `ok` record in
+    /// FILE (that run's outcome records, or its journal); with --output FILE itself, its
+    /// records that are not `ok` are replaced by this run's
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub resume_failed: Option<PathBuf>,
     /// Append the id of each finished item (any status but `cancelled`) to FILE, durably
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,

@@ -16,6 +16,7 @@ pub mod dry_run;
 pub mod isolation;
 pub mod plugin_facts;
 pub mod progress;
+pub mod rerun;
 pub mod routing;
 pub mod signals;
 pub mod sink;
