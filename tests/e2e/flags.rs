@@ -384,3 +384,41 @@ fn resume_failed_reruns_only_what_did_not_succeed_and_keeps_one_record_per_id() 
         run.stderr
     );
 }
+
+#[test]
+fn records_carry_their_start_time_and_worker() {
+    let dir = Dir::with_config(
+        "[pools.io]\nmax_workers = 2\n[[routes]]\ntask = \"testkit/sleep\"\npool = \"io\"\n",
+    );
+    let before = std::time::SystemTime::now();
+    let run = dir.run(
+        &["run"],
+        &jsonl(&[
+            json!({"id": "echo", "task": "testkit/echo", "input": 1}),
+            json!({"id": "sleep", "task": "testkit/sleep", "input": {"ms": 50}}),
+            json!({"id": "typo", "task": "testkit/ecko"}),
+        ]),
+    );
+    let after = std::time::SystemTime::now();
+    run.assert_code(1);
+    let by_id = by_id(&run.outcomes());
+    for (id, pool) in [("echo", "default"), ("sleep", "io")] {
+        let record = &by_id[id];
+        let worker = record["worker"].as_str().unwrap();
+        let number = worker
+            .strip_prefix(&format!("{pool}_"))
+            .unwrap_or_else(|| panic!("{record}"));
+        assert!(number.parse::<u32>().is_ok(), "{record}");
+        let started = record["started"].as_str().unwrap();
+        assert!(started.ends_with('Z') && started.len() == "2026-01-01T00:00:00.000Z".len());
+        let started = humantime::parse_rfc3339(started).unwrap();
+        // Millisecond precision: allow the truncation.
+        assert!(
+            started + std::time::Duration::from_millis(1) >= before,
+            "{record}"
+        );
+        assert!(started <= after, "{record}");
+    }
+    assert_eq!(by_id["typo"]["worker"], Value::Null);
+    assert_eq!(by_id["typo"]["started"], Value::Null);
+}

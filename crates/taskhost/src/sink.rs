@@ -64,6 +64,10 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub pool: Option<Arc<str>>,
+    /// The worker thread that ran the latest attempt (`io_3`); `null` when none ran.
+    pub worker: Option<Arc<str>>,
+    /// When the first attempt started, RFC 3339 (UTC, milliseconds); `null` when none did.
+    pub started: Option<String>,
     pub attempts: u32,
     pub waited_ms: f64,
     pub ran_ms: f64,
@@ -89,6 +93,8 @@ impl Outcome {
             output: None,
             error: Some(error),
             pool: None,
+            worker: None,
+            started: None,
             attempts: 0,
             waited_ms: 0.0,
             ran_ms: 0.0,
@@ -428,6 +434,11 @@ pub fn open_for_append(path: &std::path::Path) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// `time` in RFC 3339, UTC, to the millisecond: `2026-05-01T12:00:00.123Z`.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
 /// Rounds a duration to milliseconds with three decimals.
 pub fn millis(duration: Option<std::time::Duration>) -> f64 {
     duration.map_or(0.0, |d| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0)
@@ -454,7 +465,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            r#"{"id":"3","task":null,"status":"invalid","error":"bad","pool":null,"attempts":0,"waited_ms":0.0,"ran_ms":0.0,"line":3}"#
+            r#"{"id":"3","task":null,"status":"invalid","error":"bad","pool":null,"worker":null,"started":null,"attempts":0,"waited_ms":0.0,"ran_ms":0.0,"line":3}"#
         );
         assert!(lines[1].contains(r#""status":"timed_out","output":{"n":1},"pool""#));
     }

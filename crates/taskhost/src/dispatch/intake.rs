@@ -148,6 +148,8 @@ pub(crate) fn dispatch_entry(
         attempt: 1,
         waited: Duration::ZERO,
         ran: Duration::ZERO,
+        started: None,
+        worker: None,
         span,
     });
 }
