@@ -422,3 +422,38 @@ fn records_carry_their_start_time_and_worker() {
     assert_eq!(by_id["typo"]["worker"], Value::Null);
     assert_eq!(by_id["typo"]["started"], Value::Null);
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_flags() {
+    let dir = Dir::new();
+    for (shell, marker) in [
+        ("bash", "_taskhost()"),
+        ("zsh", "#compdef taskhost"),
+        ("fish", "complete -c taskhost"),
+    ] {
+        let run = dir.run(&["completions", shell], "");
+        run.assert_code(0);
+        assert!(run.stdout.contains(marker), "{shell}: {}", run.stdout);
+        for flag in ["config-jobs", "resume-failed", "dry-run", "workers"] {
+            assert!(run.stdout.contains(flag), "{shell} lacks --{flag}");
+        }
+        assert!(
+            !run.stdout.contains("serve-worker"),
+            "{shell}: a hidden command"
+        );
+    }
+    let run = dir.run(&["completions", "tcsh"], "");
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("invalid value 'tcsh'"),
+        "{}",
+        run.stderr
+    );
+    let run = dir.run(&["__man", "man"], "");
+    run.assert_code(0);
+    let page = std::fs::read_to_string(dir.path().join("man/taskhost-run.1")).unwrap();
+    assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{page}");
+    assert!(page.contains(".TH taskhost-run 1"), "{page}");
+    assert!(page.contains("\\-\\-resume\\-failed"), "{page}");
+    assert!(dir.path().join("man/taskhost.1").is_file());
+}

@@ -25,6 +25,7 @@ commands:
   demo [--release]            build the plugins and run the demo batch on the default config
                               (plus target/demo/taskhost.toml, which names target/plugins)
   test                        everything CI checks: fmt, clippy, plugins, cargo test
+  man                         write the man pages (from the clap definitions) into target/man/
   bench [--quick]             run the benchmarks against the peers and write the report
   soak [--secs N] [--seed N]  minutes of random load on several pools, then an audit (default 300 s)
   fuzz [--time SECS]          run each cargo-fuzz target for SECS seconds (default 60; needs nightly)
@@ -56,6 +57,7 @@ fn run_command() -> Result<()> {
         "build-plugins" => build_plugins(release).map(|_| ()),
         "demo" => demo(release, rest),
         "test" | "ci" => test(),
+        "man" => man().map(|_| ()),
         "bench" => bench(rest),
         "soak" => soak(rest),
         "fuzz" => fuzz(rest),
@@ -195,6 +197,23 @@ fn build_plugins(release: bool) -> Result<PathBuf> {
     for plugin in &c_plugins {
         build_c_plugin(plugin, &out_dir)?;
     }
+    Ok(out_dir)
+}
+
+/// Writes the man pages of `taskhost` into `target/man/` (the binary writes them from its clap
+/// definitions, with clap_mangen: xtask does not link the host). Returns that folder.
+fn man() -> Result<PathBuf> {
+    let out_dir = metadata()?.target_directory.join("man");
+    run(cargo()
+        .args([
+            "run", "--quiet", "-p", "taskhost", "--bin", "taskhost", "--", "__man",
+        ])
+        .arg(&out_dir))?;
+    eprintln!(
+        "man pages -> {} (try `man -l {}`)",
+        out_dir.display(),
+        out_dir.join("taskhost.1").display()
+    );
     Ok(out_dir)
 }
 

@@ -96,6 +96,34 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     let file = config_path(&cli);
     match &cli.command {
         Command::ServeWorker => serve_worker(file.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // Without the hidden commands, which clap_complete would offer too.
+            let full = Cli::command();
+            let mut visible = clap::Command::new("taskhost")
+                .version(env!("CARGO_PKG_VERSION"))
+                .args(full.get_arguments().cloned());
+            for command in full.get_subcommands().filter(|c| !c.is_hide_set()) {
+                visible = visible.subcommand(command.clone());
+            }
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut visible, "taskhost", &mut script);
+            match io::Write::write_all(&mut io::stdout().lock(), &script) {
+                Ok(()) => Ok(EXIT_OK),
+                Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(EXIT_OUTPUT_CLOSED),
+                Err(error) => Err(error)
+                    .context("writing the completion script")
+                    .or_exit(EXIT_NOT_ALL_OK),
+            }
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
+                .with_context(|| format!("writing the man pages into {}", dir.display()))
+                .or_exit(EXIT_NOT_ALL_OK)?;
+            Ok(EXIT_OK)
+        }
         Command::Config(ConfigCommand::Show) => {
             let (settings, sources) = load_settings(file.as_deref())?;
             let text = toml::to_string(&settings::to_raw(&settings))

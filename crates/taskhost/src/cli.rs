@@ -55,6 +55,18 @@ pub enum Command {
     Config(ConfigCommand),
     /// Run the demo batch: the config's jobs (checksums of this repository, primes) with a summary
     Demo(DemoArgs),
+    /// Print a shell completion script (`taskhost completions bash > ~/.local/share/bash-completion/completions/taskhost`)
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (taskhost.1 and one per command) into DIR: what `cargo xtask man` runs
+    #[command(name = "__man", hide = true)]
+    Man {
+        /// The folder to write them in
+        dir: PathBuf,
+    },
     /// Serve one worker of an isolated pool (started by the host itself, never by hand)
     #[command(name = "__serve-worker", hide = true)]
     ServeWorker,
