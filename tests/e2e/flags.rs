@@ -457,3 +457,43 @@ fn completions_and_man_pages_come_from_the_flags() {
     assert!(page.contains("\\-\\-resume\\-failed"), "{page}");
     assert!(dir.path().join("man/taskhost.1").is_file());
 }
+
+/// A large expansion comes a page at a time (256 items): every item once, numbered in order,
+/// the default ids `plugin/job#n` running on across pages.
+#[test]
+fn an_expansion_larger_than_a_page_runs_every_item_once_in_order() {
+    let dir = Dir::new();
+    for folder in 0..3 {
+        for file in 0..250 {
+            dir.write(&format!("data/d{folder}/f{file:03}.txt"), "x");
+        }
+    }
+    let params = r#"{"root": "data", "glob": "**/*.txt"}"#;
+    let run = dir.run(
+        &[
+            "run",
+            "--ordered",
+            "--expand",
+            "checksum/sha256",
+            "--params",
+            params,
+        ],
+        "",
+    );
+    run.assert_code(0);
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes.len(), 750);
+    for (index, outcome) in outcomes.iter().enumerate() {
+        let n = index + 1;
+        assert_eq!(outcome["line"], n);
+        assert_eq!(outcome["id"], format!("checksum/sha256#{n}"));
+        let path = format!("data/d{}/f{:03}.txt", index / 250, index % 250);
+        assert_eq!(outcome["output"]["path"], path, "{outcome}");
+    }
+    // A stop part-way gives the rest up (the plugin is told), and the run ends at once.
+    let mut child = dir.spawn(&["run", "--expand", "checksum/sha256", "--params", params]);
+    drop(child.stdout.take());
+    use crate::trace::WaitTimeout;
+    let stopped = crate::util::Run::from(child.wait_with_output_timeout());
+    stopped.assert_code(141);
+}

@@ -243,6 +243,10 @@ impl<'a> TaskContext<'a> {
 type RawTaskFn = dyn Fn(&[u8], &TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync;
 type RawExpandFn =
     dyn Fn(&str, &[u8], &TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync;
+#[cfg(feature = "json")]
+type ItemsFn = dyn Fn(&str, &[u8], &TaskContext<'_>) -> Result<crate::pages::WorkItems, TaskError>
+    + Send
+    + Sync;
 
 struct TaskEntry {
     description: String,
@@ -271,6 +275,12 @@ pub struct Plugin {
     tasks: BTreeMap<String, TaskEntry>,
     order: Vec<String>,
     expand: Option<Box<RawExpandFn>>,
+    /// The same expand step, one item at a time, for a host that pages through it.
+    #[cfg(feature = "json")]
+    expand_items: Option<Box<ItemsFn>>,
+    /// The page-by-page expansions under way.
+    #[cfg(feature = "json")]
+    expansions: crate::pages::Expansions,
     /// The job names the expand step takes (`plugin/JOB`); empty: any.
     expand_jobs: Vec<String>,
     /// Per task, the input field a plain line or argument fills (`taskhost run TASK ARG…`).
@@ -299,6 +309,10 @@ impl Plugin {
             tasks: BTreeMap::new(),
             order: Vec::new(),
             expand: None,
+            #[cfg(feature = "json")]
+            expand_items: None,
+            #[cfg(feature = "json")]
+            expansions: Default::default(),
             expand_jobs: Vec::new(),
             arguments: BTreeMap::new(),
         }
@@ -423,11 +437,18 @@ impl Plugin {
         F: Fn(&str, &[u8], &TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync + 'static,
     {
         self.expand = Some(Box::new(expand));
+        #[cfg(feature = "json")]
+        {
+            self.expand_items = None;
+        }
         self
     }
 
     /// Sets a typed expand step: the parameters are parsed from JSON into `P` and the returned
     /// work items are written as a JSON array.
+    ///
+    /// The host takes the items a page at a time (see [`Plugin::expand_iter`]), but this
+    /// step makes them all at once: for a large expansion, prefer `expand_iter`.
     #[cfg(feature = "json")]
     pub fn expand<P, F>(self, expand: F) -> Plugin
     where
@@ -437,13 +458,61 @@ impl Plugin {
             + Sync
             + 'static,
     {
-        self.raw_expand(move |job, params, ctx| {
+        self.expand_iter(move |job, params: P, ctx| {
+            Ok(expand(job, params, ctx)?.into_iter().map(Ok))
+        })
+    }
+
+    /// Sets a typed expand step that makes its work items one at a time: the host takes them a
+    /// page at a time, as its bounded window has room, so a job that expands to millions of
+    /// items never has them all in memory (the iterator must own what it needs: it outlives
+    /// the call). An `Err` item ends the expansion with that failure.
+    ///
+    /// ```
+    /// use taskhost_plugin_api::{Plugin, WorkItem};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Range {
+    ///     to: u64,
+    /// }
+    ///
+    /// let plugin = Plugin::new("numbers", "0.1.0")
+    ///     .raw_task("square", "squares a number", |input, _ctx| Ok(input.to_vec()))
+    ///     .expand_iter(|_job, range: Range, _ctx| {
+    ///         Ok((1..=range.to).map(|n| {
+    ///             Ok(WorkItem {
+    ///                 id: None,
+    ///                 task: "numbers/square".into(),
+    ///                 input: serde_json::json!(n),
+    ///             })
+    ///         }))
+    ///     });
+    /// let items = plugin.expand_detached("squares", br#"{"to": 3}"#).unwrap();
+    /// assert_eq!(items, br#"[{"task":"numbers/square","input":1},{"task":"numbers/square","input":2},{"task":"numbers/square","input":3}]"#);
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn expand_iter<P, F, I>(mut self, expand: F) -> Plugin
+    where
+        P: serde::de::DeserializeOwned,
+        F: Fn(&str, P, &TaskContext<'_>) -> Result<I, TaskError> + Send + Sync + 'static,
+        I: IntoIterator<Item = Result<WorkItem, TaskError>>,
+        I::IntoIter: Send + 'static,
+    {
+        let items = move |job: &str, params: &[u8], ctx: &TaskContext<'_>| {
             let params: P = serde_json::from_slice(params)
                 .map_err(|e| TaskError::invalid_input(format!("parameters of `{job}`: {e}")))?;
-            let items = expand(job, params, ctx)?;
-            serde_json::to_vec(&items)
+            let items = expand(job, params, ctx)?.into_iter();
+            Ok(Box::new(items) as crate::pages::WorkItems)
+        };
+        let items: std::sync::Arc<ItemsFn> = std::sync::Arc::new(items);
+        let one_shot = std::sync::Arc::clone(&items);
+        self = self.raw_expand(move |job, params, ctx| {
+            let all = one_shot(job, params, ctx)?.collect::<Result<Vec<WorkItem>, _>>()?;
+            serde_json::to_vec(&all)
                 .map_err(|e| TaskError::failed(format!("serializing work items: {e}")))
-        })
+        });
+        self.expand_items = Some(Box::new(move |job, params, ctx| items(job, params, ctx)));
+        self
     }
 
     /// The plugin's name.
@@ -517,6 +586,19 @@ impl Plugin {
                 self.expand_jobs.join(", ")
             )));
         }
+        #[cfg(feature = "json")]
+        if let Some(items) = &self.expand_items {
+            if let Some(request) = crate::pages::PageRequest::parse(params) {
+                let start = if request.is_first() {
+                    let params = serde_json::to_vec(&request.params)
+                        .map_err(|e| TaskError::failed(e.to_string()))?;
+                    Some(items(job, &params, ctx)?)
+                } else {
+                    None
+                };
+                return self.expansions.page(&request, start);
+            }
+        }
         match &self.expand {
             Some(expand) => expand(job, params, ctx),
             None => Err(TaskError::invalid_input(format!(
@@ -560,6 +642,10 @@ impl Plugin {
         if !self.expand_jobs.is_empty() {
             let jobs: Vec<String> = self.expand_jobs.iter().map(|j| json_string(j)).collect();
             facts.push_str(&format!(",\"expand_jobs\":[{}]", jobs.join(",")));
+        }
+        #[cfg(feature = "json")]
+        if self.expand_items.is_some() {
+            facts.push_str(",\"expand_pages\":true");
         }
         let ours = format!("\"taskhost\":{{{facts}}}");
         let theirs = self.metadata.trim();
@@ -631,13 +717,40 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// Runs `body`, turning a panic into a `panicked` failure so that it never unwinds into the
 /// host (abi_stable ends the process when a panic reaches one of its `extern "C"` shims).
 fn guarded<T>(body: impl FnOnce() -> Result<T, TaskError>) -> RResult<T, RawFailure> {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    guarded_at(body).0
+}
+
+/// [`guarded`], and where it panicked, if it did: the panic hook stays quiet meanwhile (see
+/// `crate::panics`), so the caller reports the panic through the host's log.
+fn guarded_at<T>(
+    body: impl FnOnce() -> Result<T, TaskError>,
+) -> (RResult<T, RawFailure>, Option<String>) {
+    let (result, location) = crate::panics::quietly(|| catch_unwind(AssertUnwindSafe(body)));
+    let result = match result {
         Ok(Ok(value)) => RResult::ROk(value),
         Ok(Err(error)) => RResult::RErr(error.into_raw()),
         Err(payload) => RResult::RErr(
             TaskError::new(FailureKind::Panicked, panic_message(payload.as_ref())).into_raw(),
         ),
+    };
+    (result, location)
+}
+
+/// Runs one entry point's `body` guarded; a panic is logged through the host's context (an
+/// error, with where it happened), as the plugin's own stderr would have shown it.
+fn guarded_logged<T>(
+    what: &str,
+    ctx: &TaskContext<'_>,
+    body: impl FnOnce() -> Result<T, TaskError>,
+) -> RResult<T, RawFailure> {
+    let (result, location) = guarded_at(body);
+    if let (RResult::RErr(failure), Some(location)) = (&result, location) {
+        ctx.error(format!(
+            "{what} panicked at {location}: {}",
+            failure.message
+        ));
     }
+    result
 }
 
 /// The glue behind `export_plugin!`. Not a stable API: only the macro calls it.
@@ -683,8 +796,9 @@ pub mod __private {
         input: RSlice<'_, u8>,
         context: HostContextRef<'_>,
     ) -> RResult<RVec<u8>, RawFailure> {
-        guarded(|| {
-            let ctx = TaskContext::new(context);
+        let ctx = TaskContext::new(context);
+        let what = format!("task `{}`", task.as_str());
+        guarded_logged(&what, &ctx, || {
             plugin()?
                 .run(task.as_str(), input.as_slice(), &ctx)
                 .map(RVec::from)
@@ -698,8 +812,9 @@ pub mod __private {
         params: RSlice<'_, u8>,
         context: HostContextRef<'_>,
     ) -> RResult<RVec<u8>, RawFailure> {
-        guarded(|| {
-            let ctx = TaskContext::new(context);
+        let ctx = TaskContext::new(context);
+        let what = format!("expanding job `{}`", job.as_str());
+        guarded_logged(&what, &ctx, || {
             plugin()?
                 .expand_with(job.as_str(), params.as_slice(), &ctx)
                 .map(RVec::from)

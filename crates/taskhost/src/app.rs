@@ -17,6 +17,7 @@ use taskhost_loader::{LoadOptions, PluginSet};
 use crate::cli::{Cli, Command, ConfigCommand, LogFormatArg, RunArgs};
 use crate::config::settings::{self, Isolation, JobSettings, LogFormat, Settings};
 use crate::dispatch::{self, Catalog, Pools, RunOptions};
+use crate::expand::{ExpandSource, JobItems, JobsSource};
 use crate::plugin_facts::PluginFacts;
 use crate::routing::{RouteOverrides, Router};
 use crate::signals::{Interrupts, INTERRUPTED_EXIT};
@@ -201,8 +202,11 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             }
             let items = job_items(&settings.jobs, &host)?;
             eprintln!(
-                "taskhost demo: {} work items from {} jobs in the configuration, on pools {}",
-                items.len(),
+                "taskhost demo: {} from {} jobs in the configuration, on pools {}",
+                match items.len_hint() {
+                    Some(n) => format!("{n} work items"),
+                    None => "work items".to_owned(),
+                },
                 settings.jobs.len(),
                 settings
                     .pools
@@ -211,7 +215,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            let source: Box<dyn WorkSource> = Box::new(ItemsSource::new(items));
+            let source: Box<dyn WorkSource> = Box::new(items);
             let sink: Box<dyn OutcomeSink> = match &args.output {
                 Some(output) => open_sink(output)?,
                 None => Box::new(JsonlSink::new(io::sink())),
@@ -609,16 +613,25 @@ fn print_plugins(host: &Host) {
         return;
     }
     for plugin in host.plugins.plugins() {
+        let facts = PluginFacts::of(plugin);
+        let mut notes = String::new();
+        if plugin.can_expand() {
+            notes.push_str("  [expands jobs");
+            if !facts.expand_jobs.is_empty() {
+                notes.push_str(&format!(": {}", facts.expand_jobs.join(", ")));
+            }
+            notes.push(']');
+        }
+        if facts.debug_build == Some(true) {
+            notes.push_str(
+                "  [debug build: tasks run several times slower; build it with --release]",
+            );
+        }
         println!(
-            "{} {}  ({}){}",
+            "{} {}  ({}){notes}",
             plugin.name(),
             plugin.version(),
             plugin.path().display(),
-            if plugin.can_expand() {
-                "  [expands jobs]"
-            } else {
-                ""
-            }
         );
         for task in plugin.tasks() {
             let full = format!("{}/{}", plugin.name(), task.name);
@@ -640,6 +653,9 @@ fn print_plugins(host: &Host) {
                     crate::config::duration::format_duration(timeout)
                 ));
             }
+            if let Some(field) = facts.arguments.get(&task.name) {
+                routing.push_str(&format!(", ARG is `{field}`"));
+            }
             println!("  {full:<24} -> {routing:<28} {}", task.description);
         }
     }
@@ -659,10 +675,10 @@ fn open_source(
             task: task.clone(),
             params,
         };
-        return Ok(Box::new(ItemsSource::new(job_items(&[job], host)?)));
+        return Ok(Box::new(job_items(&[job], host)?));
     }
     if args.config_jobs {
-        return Ok(Box::new(ItemsSource::new(job_items(&settings.jobs, host)?)));
+        return Ok(Box::new(job_items(&settings.jobs, host)?));
     }
     let limit = settings.run.max_line_bytes;
     if let Some(task) = &args.task {
@@ -779,8 +795,8 @@ fn open_sink(output: &str) -> Result<Box<dyn OutcomeSink>, Failure> {
 }
 
 /// Work items from the configuration's jobs (or one `--expand`).
-fn job_items(jobs: &[JobSettings], host: &Host) -> Result<Vec<WorkItem>, Failure> {
-    let mut items = Vec::new();
+fn job_items(jobs: &[JobSettings], host: &Host) -> Result<JobsSource, Failure> {
+    let mut made = Vec::new();
     for job in jobs {
         match job {
             JobSettings::Expand { task, params } => {
@@ -813,42 +829,37 @@ fn job_items(jobs: &[JobSettings], host: &Host) -> Result<Vec<WorkItem>, Failure
                         jobs.join(", ")
                     )));
                 }
-                let params_bytes = serde_json::to_vec(params).expect("JSON values serialize");
-                let expanded = plugin.expand(job_name, &params_bytes).map_err(|failure| {
-                    // The plugin refusing the parameters (or not expanding at all) is a usage
-                    // error; a failure while expanding is not.
-                    let code = if failure.kind == taskhost_loader::FailureKind::InvalidInput {
-                        EXIT_USAGE
-                    } else {
-                        EXIT_NOT_ALL_OK
-                    };
-                    Failure {
-                        code,
-                        error: anyhow::Error::new(failure)
-                            .context(format!("expanding {task} with {params}")),
-                    }
-                })?;
-                tracing::info!(target: "taskhost", job = %task, items = expanded.len(), "job.expanded");
-                for (index, item) in expanded.into_iter().enumerate() {
-                    items.push(WorkItem {
-                        id: item.id.unwrap_or_else(|| format!("{task}#{}", index + 1)),
-                        task: item.task,
-                        input: to_raw(&item.input),
-                    });
-                }
+                let expansion =
+                    ExpandSource::start(plugin, job_name, params).map_err(|failure| {
+                        // The plugin refusing the parameters (or not expanding at all) is a usage
+                        // error; a failure while expanding is not.
+                        let code = if failure.kind == taskhost_loader::FailureKind::InvalidInput {
+                            EXIT_USAGE
+                        } else {
+                            EXIT_NOT_ALL_OK
+                        };
+                        Failure {
+                            code,
+                            error: anyhow::Error::new(failure)
+                                .context(format!("expanding {task} with {params}")),
+                        }
+                    })?;
+                made.push(JobItems::Expand(expansion));
             }
             JobSettings::Inputs { task, inputs } => {
-                for (index, input) in inputs.iter().enumerate() {
-                    items.push(WorkItem {
-                        id: format!("{task}#{}", index + 1),
+                let items: Vec<WorkItem> = (1..)
+                    .zip(inputs)
+                    .map(|(number, input)| WorkItem {
+                        id: format!("{task}#{number}"),
                         task: task.clone(),
                         input: to_raw(input),
-                    });
-                }
+                    })
+                    .collect();
+                made.push(JobItems::Items(items.into_iter()));
             }
         }
     }
-    Ok(items)
+    Ok(JobsSource::new(made))
 }
 
 fn to_raw(value: &serde_json::Value) -> Box<RawValue> {

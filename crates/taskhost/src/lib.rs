@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod dry_run;
+pub mod expand;
 #[cfg(unix)]
 pub mod isolation;
 pub mod plugin_facts;

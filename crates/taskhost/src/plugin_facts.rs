@@ -17,6 +17,8 @@ pub struct PluginFacts {
     pub arguments: BTreeMap<String, String>,
     /// The jobs its expand step takes.
     pub expand_jobs: Vec<String>,
+    /// Its expand step can be taken a page at a time (see `crate::expand`).
+    pub expand_pages: bool,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +53,7 @@ mod tests {
         assert_eq!(facts.debug_build, Some(true));
         assert_eq!(facts.arguments["sha256"], "path");
         assert_eq!(facts.expand_jobs, ["sha256"]);
+        assert!(!facts.expand_pages);
         for other in [
             "",
             "[1]",

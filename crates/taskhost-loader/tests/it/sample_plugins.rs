@@ -49,6 +49,7 @@ fn the_sample_plugins_load_with_their_tasks() {
             "csample/sleep",
             "csample/fail",
             "csample/log",
+            "csample/greet",
             "primes/count",
             "testkit/echo",
             "testkit/sleep",
@@ -240,7 +241,7 @@ fn checksum_expands_a_folder_and_hashes_each_file() {
     let checksum = samples().plugin("checksum").unwrap();
     let params = serde_json::json!({"root": dir.path(), "glob": "*.txt"});
     let items = checksum
-        .expand("files", &serde_json::to_vec(&params).unwrap())
+        .expand("sha256", &serde_json::to_vec(&params).unwrap())
         .unwrap();
     assert_eq!(items.len(), 2);
     let mut digests = Vec::new();
@@ -323,6 +324,7 @@ fn every_task_type_runs_through_the_executor() {
             Some(FailureKind::Failed),
         ),
         ("csample/log", r#"{"message": "l"}"#.into(), None),
+        ("csample/greet", r#"{"name": "g"}"#.into(), None),
         ("testkit/raw", r#"{"bytes": [123, 125]}"#.into(), None),
     ];
     let covered: BTreeSet<&str> = work.iter().map(|w| w.0).collect();
