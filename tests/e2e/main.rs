@@ -10,6 +10,7 @@ mod bad_input;
 mod config;
 mod flags;
 mod journal;
+mod plugin_guide;
 mod run;
 mod signals;
 mod streaming;
