@@ -18,7 +18,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Listed after each command's own flags in `--help`.
 #[derive(Debug, Args)]
+#[command(next_display_order = 1000)]
 pub struct GlobalArgs {
     /// Configuration file layered over the embedded default [env: TASKHOST_CONFIG]
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
@@ -81,17 +83,6 @@ pub struct RunArgs {
     /// With PLUGIN/TASK: one work item per argument (write `--` before one that starts with `-`)
     #[arg(value_name = "ARG", requires = "task", conflicts_with = "lines")]
     pub args: Vec<String>,
-    /// With PLUGIN/TASK: one work item per line of FILE; `-` is stdin
-    #[arg(long, value_name = "FILE|-", requires = "task")]
-    pub lines: Option<String>,
-    /// With PLUGIN/TASK: each line or argument becomes `{"FIELD": "…"}` (default: the field
-    /// the task names, as `checksum/sha256` names `path`; else the text as a JSON string)
-    #[arg(long, value_name = "FIELD", requires = "task")]
-    pub field: Option<String>,
-    /// Print each work item with where it would run (pool, timeout, retries) as JSON lines,
-    /// without running any
-    #[arg(long, conflicts_with_all = ["journal", "resume"])]
-    pub dry_run: bool,
     /// Work items as JSON lines; `-` is stdin (the default when no other source is given)
     #[arg(long, short = 'i', value_name = "FILE|-", conflicts_with_all = ["expand", "config_jobs"])]
     pub input: Option<String>,
@@ -114,6 +105,17 @@ pub struct RunArgs {
     /// word on both meanings
     #[arg(long = "jobs", hide = true, value_name = "N", num_args = 0..=1, value_parser = old_jobs)]
     pub old_jobs: Option<Option<String>>,
+    /// With PLUGIN/TASK: one work item per line of FILE; `-` is stdin
+    #[arg(long, value_name = "FILE|-", requires = "task")]
+    pub lines: Option<String>,
+    /// With PLUGIN/TASK: each line or argument becomes `{"FIELD": "…"}` (default: the field
+    /// the task names, as `checksum/sha256` names `path`; else the text as a JSON string)
+    #[arg(long, value_name = "FIELD", requires = "task")]
+    pub field: Option<String>,
+    /// Print each work item with where it would run (pool, timeout, retries) as JSON lines,
+    /// without running any
+    #[arg(long, conflicts_with_all = ["journal", "resume"])]
+    pub dry_run: bool,
     /// Every pool runs at most N workers (overrides `max_workers`; a pool no item goes to
     /// starts no thread anyway)
     #[arg(long, short = 'j', value_name = "N", value_parser = workers, allow_hyphen_values = true)]
