@@ -315,11 +315,33 @@ impl Folder {
         for entry in std::fs::read_dir(&self.dir).map_err(read_error)? {
             let entry = entry.map_err(read_error)?;
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+            let Some(name) = name.to_str() else {
+                tracing::debug!(
+                    target: "taskhost::loader",
+                    path = %entry.path().display(),
+                    "plugin.skipped: the file name is not UTF-8"
+                );
+                continue;
+            };
             let is_library = name.starts_with(std::env::consts::DLL_PREFIX)
                 && name.ends_with(std::env::consts::DLL_SUFFIX)
                 && !name.starts_with('.');
             if !is_library {
+                // A library under another name is worth a word (`wordcount.so`, `libx.so.1`);
+                // a README or a `.partial` being copied in, only at debug level.
+                let looks_like_a_library =
+                    name.contains(std::env::consts::DLL_SUFFIX) && !name.starts_with('.');
+                let path = entry.path();
+                let rule = format!(
+                    "only files named {}NAME{} load",
+                    std::env::consts::DLL_PREFIX,
+                    std::env::consts::DLL_SUFFIX
+                );
+                if looks_like_a_library {
+                    tracing::info!(target: "taskhost::loader", path = %path.display(), "plugin.skipped: {rule}");
+                } else {
+                    tracing::debug!(target: "taskhost::loader", path = %path.display(), "plugin.skipped: {rule}");
+                }
                 continue;
             }
             // `file_type` does not follow symbolic links.

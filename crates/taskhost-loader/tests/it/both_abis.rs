@@ -263,6 +263,7 @@ fn every_task_type_of_both_abis_runs_through_the_executor() {
             Expect::Fails(FailureKind::Failed),
         ),
         ("csample/log", r#"{"message": "l"}"#.into(), Expect::Ok),
+        ("csample/greet", r#"{"name": "g"}"#.into(), Expect::Ok),
         ("testkit/raw", r#"{"bytes": [123, 125]}"#.into(), Expect::Ok),
     ];
     let covered: BTreeSet<&str> = work.iter().map(|w| w.0).collect();

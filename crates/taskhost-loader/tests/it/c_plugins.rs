@@ -35,7 +35,7 @@ fn the_c_plugin_loads_beside_the_rust_ones_and_describes_itself() {
         .path()
         .ends_with(library_file_name("taskhost_csample")));
     let names: Vec<_> = plugin.tasks().iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["echo", "collatz", "sleep", "fail", "log"]);
+    assert_eq!(names, ["echo", "collatz", "sleep", "fail", "log", "greet"]);
     assert_eq!(
         plugin.tasks()[0],
         TaskInfo {
@@ -49,6 +49,22 @@ fn the_c_plugin_loads_beside_the_rust_ones_and_describes_itself() {
     let failure = plugin.expand("x", b"{}").unwrap_err();
     assert_eq!(failure.kind, FailureKind::InvalidInput);
     assert_eq!(failure.message, "plugin `csample` does not expand jobs");
+}
+
+#[test]
+fn c_greet_reads_and_writes_json_with_the_headers_helpers() {
+    let output = run(
+        "csample/greet",
+        r#" {"x": [1, {"name": "no"}], "name": "A\"da\u0021"} "#,
+    );
+    assert_eq!(
+        output.unwrap(),
+        serde_json::json!({"greeting": "hello, A\"da!"})
+    );
+    for input in [r#"{"name": 5}"#, r#"["name"]"#, "{}", r#"{"name": "cut"#] {
+        let failure = run("csample/greet", input).unwrap_err();
+        assert_eq!(failure.kind, FailureKind::InvalidInput, "{input}");
+    }
 }
 
 #[test]

@@ -28,6 +28,7 @@ fn the_sample_plugins_load_with_their_tasks() {
             "csample/sleep",
             "csample/fail",
             "csample/log",
+            "csample/greet",
             "primes/count",
             "testkit/echo",
             "testkit/sleep",
@@ -139,7 +140,7 @@ fn checksum_expands_a_folder_and_hashes_each_file() {
     let checksum = samples().plugin("checksum").unwrap();
     let params = serde_json::json!({"root": dir.path(), "glob": "*.txt"});
     let items = checksum
-        .expand("files", &serde_json::to_vec(&params).unwrap())
+        .expand("sha256", &serde_json::to_vec(&params).unwrap())
         .unwrap();
     assert_eq!(items.len(), 2);
     let mut digests = Vec::new();

@@ -47,14 +47,16 @@ pub fn sample_plugin_dir() -> &'static Path {
         let dir = match std::env::var_os("TASKHOST_TEST_PLUGIN_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => {
+                // Debug, as `cargo xtask test` builds them: it shares the tests' compiled
+                // dependencies, which a release build would compile again.
                 let status = cargo()
-                    .args(["xtask", "build-plugins"])
+                    .args(["xtask", "build-plugins", "--debug"])
                     .current_dir(workspace_root())
                     .status()
                     .expect("starting `cargo xtask build-plugins`");
                 assert!(
                     status.success(),
-                    "TASKHOST_TEST_PLUGIN_DIR is unset and `cargo xtask build-plugins` failed \
+                    "TASKHOST_TEST_PLUGIN_DIR is unset and `cargo xtask build-plugins --debug` failed \
                      ({status}); run the tests with `cargo xtask test`"
                 );
                 workspace_root().join("target/plugins")

@@ -49,7 +49,7 @@ mod writer;
 
 use std::sync::{Mutex, MutexGuard};
 
-pub use catalog::{Catalog, ResolvedTask};
+pub use catalog::{did_you_mean, Catalog, ResolvedTask};
 pub use pools::{Pools, WorkerProcess, KILL_GRACE};
 pub use run::{run, RunOptions, RunReport};
 

@@ -11,7 +11,7 @@ pub struct JournalHeader {
     /// The format version (1).
     pub taskhost_journal: u32,
     /// Where the items come from: an absolute file path, `-` for stdin, or the `--expand` /
-    /// `--jobs` that made them.
+    /// `--config-jobs` that made them.
     pub input: String,
     /// The input file's size and modification time (nanoseconds since the epoch), when a file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
