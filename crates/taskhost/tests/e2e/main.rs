@@ -8,8 +8,8 @@ mod util;
 
 mod bad_input;
 mod config;
-mod isolation;
 mod flags;
+mod isolation;
 mod journal;
 mod plugin_guide;
 mod run;

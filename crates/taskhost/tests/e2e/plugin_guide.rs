@@ -1,5 +1,6 @@
-//! The plugin guide as a plugin author meets it: the README's walk-through built out of the
-//! tree from its own snippets, the file-name rule, and panics that reach the log.
+//! The plugin guide as a plugin author meets it: the README's walk-through (and the C guide in
+//! `docs/c-plugins.md`) built out of the tree from its own snippets, the file-name rule, and
+//! panics that reach the log.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,10 +118,11 @@ fn the_readmes_plugin_walk_through_builds_out_of_the_tree_and_runs() {
     assert!(logged, "{}", run.stderr);
 }
 
-/// The README's C plugin, compiled as the README says (when there is a C compiler).
+/// The C plugin guide's plugin (`docs/c-plugins.md`, linked from the README), compiled as the
+/// guide says (when there is a C compiler).
 #[test]
 fn the_readmes_c_plugin_builds_and_runs() {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(workspace_root().join("docs/c-plugins.md")).unwrap();
     let code = snippet(&readme, "**1. Describe the plugin.**", "c");
     let dir = Dir::new();
     std::fs::write(dir.path().join("hello.c"), code).unwrap();
