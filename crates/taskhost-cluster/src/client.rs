@@ -297,6 +297,10 @@ fn connect_reason(error: &async_nats::ConnectError) -> String {
         }
         ConnectErrorKind::TimedOut => "timed out (cluster.connect_timeout)".to_owned(),
         ConnectErrorKind::Tls => format!("TLS failed (cluster.tls_ca): {error}"),
+        // rustls's verdict on the server's certificate comes as an I/O error.
+        ConnectErrorKind::Io if error.to_string().contains("certificate") => {
+            format!("TLS failed (cluster.tls_ca): {error}")
+        }
         _ => error.to_string(),
     }
 }

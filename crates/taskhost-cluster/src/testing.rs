@@ -73,6 +73,8 @@ pub struct NatsServer {
     binary: PathBuf,
     port: u16,
     credentials: Credentials,
+    /// The certificate and key of a TLS server, `None` for plain TCP.
+    tls: Option<(PathBuf, PathBuf)>,
     /// Holds `store/` and `server.log`; removed on drop, after the server is gone.
     folder: tempfile::TempDir,
     child: Option<Child>,
@@ -90,8 +92,21 @@ impl NatsServer {
         NatsServer::try_start(credentials).unwrap_or_else(|error| panic!("{error}"))
     }
 
+    /// Starts a server that requires TLS, with the PEM certificate `cert` and its key `key`.
+    pub fn start_tls(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> NatsServer {
+        NatsServer::launch(Credentials::None, Some((cert.into(), key.into())))
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
     /// [`NatsServer::start_with`], with the error returned.
     pub fn try_start(credentials: Credentials) -> Result<NatsServer, TestServerError> {
+        NatsServer::launch(credentials, None)
+    }
+
+    fn launch(
+        credentials: Credentials,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> Result<NatsServer, TestServerError> {
         let binary = find_nats_server()?;
         let folder = tempfile::Builder::new()
             .prefix("taskhost-nats-")
@@ -101,6 +116,7 @@ impl NatsServer {
             binary,
             port: 0,
             credentials,
+            tls,
             folder,
             child: None,
         };
@@ -216,6 +232,14 @@ impl NatsServer {
             Credentials::Token(token) => {
                 command.arg("--auth").arg(token);
             }
+        }
+        if let Some((cert, key)) = &self.tls {
+            command
+                .arg("--tls")
+                .arg("--tlscert")
+                .arg(cert)
+                .arg("--tlskey")
+                .arg(key);
         }
         let child = command.spawn().map_err(|error| {
             TestServerError(format!("starting {}: {error}", self.binary.display()))

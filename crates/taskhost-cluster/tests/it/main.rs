@@ -12,3 +12,4 @@ mod restart;
 mod results;
 mod setup;
 mod support;
+mod tls;
