@@ -47,7 +47,7 @@
 //! # Examples
 //!
 //! A worker and a submitter (a server must run at the URL; the crate's tests start one with
-//! [`testing::NatsServer`], feature `testing`):
+//! `testing::NatsServer`, feature `testing`):
 //!
 //! ```no_run
 //! use std::time::Duration;

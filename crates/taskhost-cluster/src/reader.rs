@@ -162,6 +162,29 @@ struct MaxDeliveriesAdvisory {
 /// The max-deliveries advisories of every plugin's consumer, oldest first; they are stored in
 /// the dead-letter stream for `results_max_age`, so a submitter that was away still reads them.
 /// Made by [`Queue::dead_letters`].
+///
+/// # Examples
+///
+/// A submitter records "gave up" for its own items and removes them from the queue:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use taskhost_cluster::{Client, ClusterSettings, Queue};
+///
+/// let settings = ClusterSettings::builder("nats://127.0.0.1:4222").build()?;
+/// let queue = Queue::open(&Client::connect(&settings)?)?;
+/// let mut dead_letters = queue.dead_letters()?;
+/// while let Some(dead) = dead_letters.next(Duration::from_millis(100))? {
+///     match &dead.item {
+///         Some(item) if item.run_id == "run-1" => {
+///             println!("{}: gave up after {} deliveries", item.item_id, dead.deliveries);
+///             queue.delete_item(dead.sequence)?;
+///         }
+///         _ => {} // another run's, or deleted already
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct DeadLetters {
     client: Client,
     messages: OrderedMessages,
@@ -227,6 +250,21 @@ pub struct Cancel {
 
 /// Hears the cancels of every run of this cluster, from the moment it was made (cancels are
 /// not stored). Made by [`Queue::cancel_listener`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use taskhost_cluster::{Client, ClusterSettings, Queue};
+///
+/// let settings = ClusterSettings::builder("nats://127.0.0.1:4222").build()?;
+/// let queue = Queue::open(&Client::connect(&settings)?)?;
+/// let mut cancels = queue.cancel_listener()?; // a worker, before it pulls
+/// queue.cancel_item("run-1", "a1")?; // a submitter, on Ctrl-C
+/// let cancel = cancels.next(Duration::from_secs(1))?.expect("heard");
+/// assert_eq!(cancel.item_id.as_deref(), Some("a1"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct CancelListener {
     client: Client,
     subscriber: async_nats::Subscriber,
