@@ -257,6 +257,57 @@ fn an_integer_too_large_for_toml_names_the_line_and_key() {
     );
 }
 
+/// The TOML parser stops at the first integer too large for it, and the `config` crate took
+/// `true` as 1 and `1.5` as 2: the file's other problems went unreported, those two unseen.
+#[test]
+fn every_integer_too_large_and_every_count_of_the_wrong_type_is_reported_at_once() {
+    let dir = Dir::new();
+    let file = dir.write(
+        "counts.toml",
+        "[run]\nmax_line_bytes = 18446744073709551615\nmax_in_flight = 1.5\n\n[pools.io]\n\
+         max_workers = true\nqueue_capacity = 99999999999999999999\n",
+    );
+    let name = file.display();
+    let expected = format!(
+        "taskhost: error: invalid configuration (4 problems):\n  \
+         {name}:2: key `run.max_line_bytes`: expected an integer of at most 9223372036854775807 \
+         (the largest TOML allows), found 18446744073709551615\n  \
+         {name}:3: key `run.max_in_flight`: wrong type: expected an integer, found floating point \
+         `1.5`\n  \
+         {name}:6: key `pools.io.max_workers`: wrong type: expected an integer, found boolean \
+         `true`\n  \
+         {name}:7: key `pools.io.queue_capacity`: expected an integer of at most \
+         9223372036854775807 (the largest TOML allows), found 99999999999999999999"
+    );
+    let checked = dir.run(&["config", "check", file.to_str().unwrap()], "");
+    checked.assert_code(2);
+    assert_eq!(checked.stderr.trim(), expected);
+    // `run` stops before any item with the same message; so does a variable's integer too
+    // large, shown as written (it was read as a float and clamped: `found 9223372036854775807`).
+    let run = dir.run(
+        &["run", "--config", file.to_str().unwrap()],
+        "{\"id\":\"a\",\"task\":\"testkit/echo\",\"input\":1}\n",
+    );
+    run.assert_code(2);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert_eq!(run.stderr.trim(), expected);
+    let run = dir.run_command(
+        dir.command()
+            .env("TASKHOST_RUN__MAX_IN_FLIGHT", "18446744073709551615")
+            .arg("run"),
+        "",
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            "environment variable TASKHOST_RUN__MAX_IN_FLIGHT: key `run.max_in_flight`: expected \
+             an integer of at most 9223372036854775807, found 18446744073709551615"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
 /// Values `config check` used to accept that then crashed the host or exhausted the machine,
 /// each with the limit its error must name.
 const ABSURD_COUNTS: &[(&str, &str)] = &[

@@ -352,13 +352,34 @@ fn a_journal_with_records_needs_resume_and_the_output_is_left_alone() {
     );
 }
 
-/// `taskhost run -i INPUT -o OUTPUT --journal JOURNAL [--resume]`.
-fn journaled(dir: &Dir, input: &str, output: &str, journal: &str, resume: bool) -> Run {
+/// The arguments of `taskhost run -i INPUT -o OUTPUT --journal JOURNAL [--resume]`.
+fn journaled_args<'a>(
+    input: &'a str,
+    output: &'a str,
+    journal: &'a str,
+    resume: bool,
+) -> Vec<&'a str> {
     let mut args = vec!["run", "-i", input, "-o", output, "--journal", journal];
     if resume {
         args.push("--resume");
     }
-    dir.run(&args, "")
+    args
+}
+
+/// `taskhost run -i INPUT -o OUTPUT --journal JOURNAL [--resume]`.
+fn journaled(dir: &Dir, input: &str, output: &str, journal: &str, resume: bool) -> Run {
+    dir.run(&journaled_args(input, output, journal, resume), "")
+}
+
+/// The same, started and left running.
+fn spawn_journaled(
+    dir: &Dir,
+    input: &str,
+    output: &str,
+    journal: &str,
+    resume: bool,
+) -> std::process::Child {
+    dir.spawn(&journaled_args(input, output, journal, resume))
 }
 
 /// Ids used to collide silently: `1` and `"1"`, and an item without an id (its line number)
@@ -372,7 +393,9 @@ fn a_duplicate_id_is_invalid_and_names_the_first_line() {
                  {\"id\":\"1\",\"task\":\"testkit/echo\",\"input\":\"string\"}\n\
                  {\"id\":\"4\",\"task\":\"testkit/echo\",\"input\":\"explicit\"}\n\
                  {\"task\":\"testkit/echo\",\"input\":\"implicit\"}\n\
-                 {\"id\":\"1\",\"task\":\"testkit/echo\",\"input\":\"again\"}\n";
+                 {\"id\":\"1\",\"task\":\"testkit/echo\",\"input\":\"again\"}\n\
+                 {\"task\":\"testkit/echo\",\"input\":\"implicit first\"}\n\
+                 {\"id\":\"6\",\"task\":\"testkit/echo\",\"input\":\"explicit second\"}\n";
     let input_path = dir.write("in.jsonl", input);
     let input_arg = input_path.to_str().unwrap();
     let run = dir.run(&["run", "-i", input_arg, "--journal", journal_arg], "");
@@ -401,6 +424,13 @@ fn a_duplicate_id_is_invalid_and_names_the_first_line() {
             "line 4: duplicate id \"4\", first on line 3 (an item without an `id` takes its line number as id)",
         ),
         (5, "1", "invalid", "line 5: duplicate id \"1\", first on line 1"),
+        (6, "6", "ok", ""),
+        (
+            7,
+            "6",
+            "invalid",
+            "line 7: duplicate id \"6\", first on line 6 (an item without an `id` takes its line number as id)",
+        ),
     ]
     .map(|(line, id, status, error)| (line, id.to_owned(), status.to_owned(), error.to_owned()));
     assert_eq!(records, expected);
@@ -416,7 +446,7 @@ fn a_duplicate_id_is_invalid_and_names_the_first_line() {
         .filter(|o| o["status"] == "invalid")
         .map(|o| o["line"].as_u64().unwrap())
         .collect();
-    assert_eq!(lines.len(), 3, "{}", again.stdout);
+    assert_eq!(lines, [2, 4, 5, 7], "{}", again.stdout);
 }
 
 /// Two runs on one journal used to both exit 0 and interleave their ids.
@@ -431,15 +461,7 @@ fn a_second_run_on_a_journal_or_resumed_output_in_use_is_refused_with_exit_2() {
     let journal = dir.path().join("j");
     let output = dir.path().join("out.jsonl");
     let (journal_arg, output_arg) = (journal.to_str().unwrap(), output.to_str().unwrap());
-    let first = dir.spawn(&[
-        "run",
-        "-i",
-        input_arg,
-        "-o",
-        output_arg,
-        "--journal",
-        journal_arg,
-    ]);
+    let first = spawn_journaled(&dir, input_arg, output_arg, journal_arg, false);
     // The journal gets its header once the first run holds it.
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::metadata(&journal).map_or(0, |m| m.len()) == 0 {
@@ -528,6 +550,19 @@ fn resume_checks_the_output_and_input_the_journal_belongs_to() {
         "{}",
         run.stderr
     );
+    // Emptied (`> out.jsonl`, or a run without `--journal` over it): the records are lost too.
+    std::fs::write(&output, "").unwrap();
+    let run = resume(output_arg);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "holds 3 finished items whose records went to {output_arg}, which is empty now: \
+             restore it, or remove the journal to start over"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(&output).unwrap(), b"", "left alone");
     // The input grew: a warning, and only the new item runs.
     std::fs::write(&output, kept).unwrap();
     std::fs::write(&input, items(4)).unwrap();
@@ -543,4 +578,91 @@ fn resume_checks_the_output_and_input_the_journal_belongs_to() {
     );
     let ids: Vec<String> = by_id(&outcomes_of(&output)).into_keys().collect();
     assert_eq!(ids, ["r0", "r1", "r2", "r3"]);
+    // `/dev/null` is always empty: not a lost output.
+    let discarded = dir.path().join("j-null");
+    let discarded_arg = discarded.to_str().unwrap();
+    journaled(&dir, input_arg, "/dev/null", discarded_arg, false).assert_code(0);
+    journaled(&dir, input_arg, "/dev/null", discarded_arg, true).assert_code(0);
+}
+
+/// Whether process `pid` holds a `flock` through a descriptor open on `path` (Linux: the
+/// `lock:` lines of `/proc/PID/fdinfo/FD`).
+#[cfg(target_os = "linux")]
+fn holds_lock_on(pid: u32, path: &std::path::Path) -> bool {
+    let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    descriptors.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| target == path)
+            && std::fs::read_to_string(
+                std::path::Path::new(&format!("/proc/{pid}/fdinfo")).join(fd.file_name()),
+            )
+            .is_ok_and(|info| info.contains("FLOCK"))
+    })
+}
+
+/// The output of a resumed run (opened to append) is locked as well, and a run without a
+/// journal, which would empty it, is refused before it touches it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_resumed_runs_output_is_locked_too_and_a_plain_run_on_it_is_refused() {
+    let dir = Dir::new();
+    let quick = json!({"id": "quick", "task": "testkit/echo", "input": 1});
+    let input = dir.write("in.jsonl", &jsonl(std::slice::from_ref(&quick)));
+    let input_arg = input.to_str().unwrap();
+    let journal = dir.path().join("j");
+    let output = dir.path().join("out.jsonl");
+    let (journal_arg, output_arg) = (journal.to_str().unwrap(), output.to_str().unwrap());
+    journaled(&dir, input_arg, output_arg, journal_arg, false).assert_code(0);
+    // The resumed run has one item left, which takes 30 s.
+    std::fs::write(
+        &input,
+        jsonl(&[
+            quick,
+            json!({"id": "long", "task": "testkit/sleep", "input": {"ms": 30000}}),
+        ]),
+    )
+    .unwrap();
+    let resumed = spawn_journaled(&dir, input_arg, output_arg, journal_arg, true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !holds_lock_on(resumed.id(), &output) {
+        assert!(
+            Instant::now() < deadline,
+            "the resumed run never locked its output"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = std::fs::read(&output).unwrap();
+    let plain = dir.run(
+        &["run", "-o", output_arg],
+        "{\"id\":\"x\",\"task\":\"testkit/echo\"}\n",
+    );
+    plain.assert_code(2);
+    assert!(
+        plain.stderr.contains(&format!(
+            "taskhost: error: creating output {output_arg}: it is in use by another taskhost run \
+             (it holds the file's lock)"
+        )),
+        "{}",
+        plain.stderr
+    );
+    let other = dir.path().join("j2");
+    let appending = journaled(&dir, input_arg, output_arg, other.to_str().unwrap(), true);
+    appending.assert_code(2);
+    assert!(
+        appending.stderr.contains(&format!(
+            "taskhost: error: opening output {output_arg} to append: it is in use by another \
+             taskhost run"
+        )),
+        "{}",
+        appending.stderr
+    );
+    assert_eq!(std::fs::read(&output).unwrap(), before, "left alone");
+    crate::signals::send_signal(&resumed, "INT");
+    Run::from(resumed.wait_with_output_timeout()).assert_code(130);
+    let ids: Vec<String> = outcomes_of(&output)
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["quick", "long"]);
 }

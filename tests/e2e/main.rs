@@ -8,6 +8,7 @@ mod util;
 
 mod bad_input;
 mod config;
+mod isolation;
 mod journal;
 mod run;
 mod signals;

@@ -296,7 +296,7 @@ fn main() -> ExitCode {
 
     let mut failures = Vec::new();
     for (pool, tally) in pools.iter().zip(tallies) {
-        pool.shutdown(true, false);
+        pool.shutdown_and_wait();
         let m = pool.metrics();
         let name = pool.name();
         let accepted = tally.accepted.load(Ordering::Relaxed);

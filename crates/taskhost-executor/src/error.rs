@@ -1,4 +1,6 @@
-//! Error types. Messages are lowercase with no trailing period.
+//! The errors of a running pool: why a task has no value, why a submit was refused, why a
+//! future was cancelled. Messages are lowercase with no trailing period. (`BuildError` is in
+//! `builder.rs`, beside the limits it names.)
 
 use std::fmt;
 
@@ -108,7 +110,7 @@ impl std::error::Error for TaskError {}
 /// use taskhost_executor::{Executor, SubmitError};
 ///
 /// let pool = Executor::new(1).unwrap();
-/// pool.shutdown(true, false);
+/// pool.shutdown_and_wait();
 /// let err = pool.submit(|| 1).unwrap_err();
 /// assert_eq!(err.to_string(), "cannot submit: the pool has been shut down");
 /// let f = err.into_inner();
@@ -230,45 +232,6 @@ impl<X> fmt::Display for MapError<X> {
 }
 
 impl<X> std::error::Error for MapError<X> {}
-
-/// Why an [`ExecutorBuilder`](crate::ExecutorBuilder) could not build a pool.
-///
-/// ```
-/// use taskhost_executor::{BuildError, Executor};
-/// let err = Executor::new(0).unwrap_err();
-/// assert_eq!(err, BuildError::ZeroWorkers);
-/// assert_eq!(err.to_string(), "max_workers must be at least 1, found 0");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// `max_workers` was 0.
-    ZeroWorkers,
-    /// `max_workers` was above [`MAX_WORKERS`](crate::MAX_WORKERS) (a thread each).
-    TooManyWorkers(usize),
-    /// `queue_capacity` was above [`MAX_QUEUE_CAPACITY`](crate::MAX_QUEUE_CAPACITY).
-    QueueTooLarge(usize),
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BuildError::ZeroWorkers => f.write_str("max_workers must be at least 1, found 0"),
-            BuildError::TooManyWorkers(found) => write!(
-                f,
-                "max_workers must be at most {} (one thread each), found {found}",
-                crate::MAX_WORKERS
-            ),
-            BuildError::QueueTooLarge(found) => write!(
-                f,
-                "queue_capacity must be at most {} (0 is unbounded), found {found}",
-                crate::MAX_QUEUE_CAPACITY
-            ),
-        }
-    }
-}
-
-impl std::error::Error for BuildError {}
 
 /// The timeout error of [`as_completed`](crate::as_completed): how many futures were unfinished.
 ///

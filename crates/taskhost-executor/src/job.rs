@@ -1,5 +1,5 @@
 //! Work items. A task with a future is **one allocation**: the closure lives inside the same
-//! `Arc` as the future's shared state (`FutureJob`), and the queue carries that `Arc`. A
+//! `Arc` as the future's cell (`FutureJob`), and the queue carries that `Arc`. A
 //! fire-and-forget task (`ExecuteJob`) is one `Box`: nothing else ever points at it, so the
 //! worker that takes it touches no reference count.
 
@@ -9,66 +9,16 @@ use std::time::Duration;
 
 use crate::context::{StopSource, TaskContext};
 use crate::error::CancelReason;
-use crate::executor::{
-    drop_contained, emit_broken, emit_cancelled, next_task_id, panic_message, Parent, PoolInner,
-    WorkerCtx, NOT_TIMED,
+use crate::events::{
+    drop_contained, emit_broken, emit_cancelled, emit_failed, emit_finished, panic_message, Parent,
 };
-use crate::future::{HasShared, Message, Outcome, Shared, TaskFuture};
+use crate::future::{HoldsFutureCell, TaskFuture};
+use crate::future_cell::{FutureCell, Message, Outcome};
+use crate::pool::{Abandon, Job, OwnedJob, PoolInner, WorkerCtx};
 use crate::sync::{lock, Arc, Mutex};
+use crate::task_id::next_task_id;
+use crate::timings::NOT_TIMED;
 use tracing::Span;
-
-/// Why a queued item is being dropped without running.
-#[derive(Clone, Copy)]
-pub(crate) enum Abandon<'a> {
-    Shutdown,
-    Broken(&'a str),
-}
-
-/// One item on the work queue.
-pub(crate) enum Work {
-    /// A task whose future shares its allocation.
-    Shared(Arc<dyn Job>),
-    /// A fire-and-forget task, owned by the queue alone.
-    Owned(Box<dyn OwnedJob>),
-}
-
-impl Work {
-    /// Runs the item (or skips it if its future was cancelled); true if it ran.
-    pub(crate) fn run(self, worker: &WorkerCtx<'_>) -> bool {
-        match self {
-            Work::Shared(job) => job.run(worker),
-            Work::Owned(job) => job.run(worker),
-        }
-    }
-
-    /// Resolves the item without running it.
-    pub(crate) fn abandon(self, pool: &PoolInner, why: Abandon<'_>) {
-        match self {
-            Work::Shared(job) => job.abandon(pool, why),
-            Work::Owned(job) => job.abandon(pool, why),
-        }
-    }
-}
-
-/// A fire-and-forget item: like [`Job`], but owned, so it need not be `Sync`.
-pub(crate) trait OwnedJob: Send {
-    /// Runs the item; true (it always runs).
-    fn run(self: Box<Self>, worker: &WorkerCtx<'_>) -> bool;
-    /// Drops the item without running it.
-    fn abandon(self: Box<Self>, pool: &PoolInner, why: Abandon<'_>);
-    /// The item as `Any`, so a refused submission can hand the closure back.
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
-}
-
-/// A task with a future, on the work queue.
-pub(crate) trait Job: Send + Sync {
-    /// Runs the item (or skips it if its future was cancelled); true if it ran.
-    fn run(self: Arc<Self>, worker: &WorkerCtx<'_>) -> bool;
-    /// Resolves the item without running it.
-    fn abandon(self: Arc<Self>, pool: &PoolInner, why: Abandon<'_>);
-    /// The item as `Any`, so a refused submission can hand the closure back.
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-}
 
 /// A task body: a plain closure, a closure that wants its context, or one `map` item.
 pub(crate) trait TaskFn<T>: Send + 'static {
@@ -118,21 +68,21 @@ where
 
 /// A task with a future: the future's state and the closure, in one allocation.
 pub(crate) struct FutureJob<C, T> {
-    pub(crate) shared: Shared<T>,
+    pub(crate) cell: FutureCell<T, TaskFuture<T>>,
     /// The closure, taken (under an uncontended lock) by whoever runs or drops the task, so it
-    /// does not live on with the futures. (The submitter's span is in `shared`'s extras, so that
-    /// this `Option` costs no more than the closure's own tag; the enqueue instant is in
-    /// `shared`'s timings word.)
+    /// does not live on with the futures. (The submitter's span is in the cell's extras, so that
+    /// this `Option` costs no more than the closure's own tag; the enqueue instant is in the
+    /// cell's timings word.)
     pub(crate) task: Mutex<Option<C>>,
 }
 
-impl<C, T> HasShared<T> for FutureJob<C, T>
+impl<C, T> HoldsFutureCell<T> for FutureJob<C, T>
 where
     C: TaskFn<T>,
     T: Send + Sync + 'static,
 {
-    fn shared(&self) -> &Shared<T> {
-        &self.shared
+    fn future_cell(&self) -> &FutureCell<T, TaskFuture<T>> {
+        &self.cell
     }
 }
 
@@ -142,10 +92,10 @@ where
     T: Send + Sync + 'static,
 {
     fn stop_requested(&self) -> bool {
-        self.shared.stop_requested()
+        self.cell.stop_requested()
     }
     fn mark_observed(&self) {
-        self.shared.mark_observed();
+        self.cell.mark_observed();
     }
 }
 
@@ -157,7 +107,7 @@ where
     /// A future handle on this job (built only when a callback needs one).
     fn future(self: &Arc<Self>) -> TaskFuture<T> {
         TaskFuture {
-            cell: Arc::clone(self) as Arc<dyn HasShared<T>>,
+            job: Arc::clone(self) as Arc<dyn HoldsFutureCell<T>>,
         }
     }
 
@@ -165,8 +115,8 @@ where
     /// the futures do.
     fn drop_task(&self, pool: &PoolInner) {
         let task = lock(&self.task).take();
-        drop_contained(task, &pool.name, self.shared.id);
-        drop(self.shared.take_parent());
+        drop_contained(task, &pool.name, self.cell.id);
+        drop(self.cell.take_parent());
     }
 }
 
@@ -174,14 +124,14 @@ where
 /// (a panic outside the body: a tracing subscriber's, say), so that no waiter waits forever on
 /// a future whose worker is gone. Forgotten once the body has returned.
 struct FailOnUnwind<'a, T: Send + Sync + 'static> {
-    shared: &'a Shared<T>,
+    cell: &'a FutureCell<T, TaskFuture<T>>,
     owner: &'a dyn Fn() -> TaskFuture<T>,
 }
 
 impl<T: Send + Sync + 'static> Drop for FailOnUnwind<'_, T> {
     fn drop(&mut self) {
         let message = Message("the worker thread panicked outside the task".to_owned());
-        self.shared
+        self.cell
             .complete(Outcome::Panicked(Box::new(message)), self.owner);
     }
 }
@@ -193,37 +143,37 @@ where
 {
     fn run(self: Arc<Self>, worker: &WorkerCtx<'_>) -> bool {
         let pool = worker.pool;
-        let shared = &self.shared;
-        if !shared.try_start() {
+        let cell = &self.cell;
+        if !cell.try_start() {
             // Cancelled while queued: skip it, as Python's worker does. The cancellation is
             // counted here, when the item leaves the queue (the future has no pool reference).
             self.drop_task(pool);
             pool.metrics.inc_cancelled();
-            emit_cancelled(pool, shared.id, shared.name(), CancelReason::User);
+            emit_cancelled(&pool.name, cell.id, cell.name(), CancelReason::User);
             return false;
         }
         let owner = || self.future();
         let unpublished = FailOnUnwind {
-            shared,
+            cell,
             owner: &owner,
         };
         let Some(task) = lock(&self.task).take() else {
             unreachable!("a pending item still has its closure");
         };
-        let parent = shared.take_parent();
-        let name = shared.name();
+        let parent = cell.take_parent();
+        let name = cell.name();
         let started_ns = worker.start_ns();
-        let waited = match (started_ns, shared.queued_ns()) {
+        let waited = match (started_ns, cell.timings.queued_ns()) {
             (Some(started), Some(queued)) => {
                 let waited_ns = started.saturating_sub(queued);
-                shared.record_queue_wait(waited_ns);
+                cell.timings.record_queue_wait(waited_ns);
                 Duration::from_nanos(waited_ns)
             }
             _ => Duration::ZERO,
         };
         let span = worker.begin(
-            shared.id,
-            shared.name_arc(),
+            cell.id,
+            cell.name_arc(),
             name,
             parent.as_ref(),
             started_ns,
@@ -232,14 +182,14 @@ where
         drop(parent);
         let _entered = span.as_ref().map(Span::enter);
         let context = || TaskContext {
-            task_id: shared.id,
+            task_id: cell.id,
             source: Arc::clone(&self) as Arc<dyn StopSource>,
         };
         let result = catch_unwind(AssertUnwindSafe(|| task.call(&context)));
         let ran = match (started_ns, worker.end_ns()) {
             (Some(started), Some(ended)) => {
                 let ran_ns = ended.saturating_sub(started);
-                shared.record_run_time(ran_ns);
+                cell.timings.record_run_time(ran_ns);
                 Duration::from_nanos(ran_ns)
             }
             _ => Duration::ZERO,
@@ -249,30 +199,30 @@ where
         std::mem::forget(unpublished);
         let outcome = match result {
             Ok(value) => {
-                if shared.stop_was_observed() {
-                    drop_contained(value, &pool.name, shared.id);
+                if cell.stop_was_observed() {
+                    drop_contained(value, &pool.name, cell.id);
                     pool.metrics.inc_cancelled();
-                    emit_cancelled(pool, shared.id, name, CancelReason::StopRequested);
+                    emit_cancelled(&pool.name, cell.id, name, CancelReason::StopRequested);
                     worker.before_publish();
-                    if shared.complete_stopped(&owner) {
+                    if cell.complete_stopped(&owner) {
                         worker.forget_clock();
                     }
                     return true;
                 }
                 worker.counts().inc_completed();
-                worker.emit_finished(shared.id, name, ran);
+                emit_finished(&pool.name, cell.id, name, ran);
                 Outcome::Value(value)
             }
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
-                drop_contained(panic, &pool.name, shared.id);
+                drop_contained(panic, &pool.name, cell.id);
                 worker.counts().inc_failed();
-                worker.emit_failed(shared.id, name, ran, &message);
+                emit_failed(&pool.name, cell.id, name, ran, &message);
                 Outcome::Panicked(Box::new(Message(message)))
             }
         };
         worker.before_publish();
-        if shared.complete(outcome, &owner) {
+        if cell.complete(outcome, &owner) {
             // Waking waiters and running callbacks took time: the next task cannot reuse
             // this task's end as its start.
             worker.forget_clock();
@@ -282,33 +232,33 @@ where
 
     fn abandon(self: Arc<Self>, pool: &PoolInner, why: Abandon<'_>) {
         self.drop_task(pool);
-        let shared = &self.shared;
+        let cell = &self.cell;
         let owner = || self.future();
         // Counted before the future says done, so a reader of a done future sees it counted.
         match why {
             Abandon::Shutdown => {
                 pool.metrics.inc_cancelled();
-                let resolved = shared.cancel_pending(CancelReason::Shutdown, &owner);
+                let resolved = cell.cancel_pending(CancelReason::Shutdown, &owner);
                 // Not resolved here: the user cancelled it while it was queued; counted now.
                 let reason = if resolved {
                     CancelReason::Shutdown
                 } else {
                     CancelReason::User
                 };
-                emit_cancelled(pool, shared.id, shared.name(), reason);
+                emit_cancelled(&pool.name, cell.id, cell.name(), reason);
             }
             Abandon::Broken(message) => {
                 // Claimed first (not yet done), so the count is right before anyone sees it
                 // done: a future the user cancelled while queued stays cancelled; any other
                 // fails with the pool's reason (not cancelled: Python's `BrokenThreadPool`).
-                if shared.try_start() {
+                if cell.try_start() {
                     pool.metrics.inc_broken();
-                    emit_broken(pool, shared.id, shared.name(), message);
+                    emit_broken(&pool.name, cell.id, cell.name(), message);
                     let outcome = Outcome::Broken(Box::new(Message(message.to_owned())));
-                    shared.complete(outcome, &owner);
+                    cell.complete(outcome, &owner);
                 } else {
                     pool.metrics.inc_cancelled();
-                    emit_cancelled(pool, shared.id, shared.name(), CancelReason::User);
+                    emit_cancelled(&pool.name, cell.id, cell.name(), CancelReason::User);
                 }
             }
         }
@@ -322,8 +272,9 @@ where
 /// A fire-and-forget task ([`Executor::execute`](crate::Executor::execute)): no future at all,
 /// boxed (not shared), so the worker takes the closure out without a lock or a reference count.
 /// Untraced, it is the closure and one word: a closure of two words fits glibc's 32-byte chunk,
-/// as the floor's boxed closure does (with the id, parent span and enqueue time inline it took a
-/// 48-byte chunk, and glibc spent some 150 instructions more per task consolidating its bins).
+/// as the floor's boxed closure does (a unit test guards it). The id, parent span and enqueue
+/// time are boxed apart because, inline, they pushed the job into a larger chunk, which costs
+/// glibc work per task consolidating its bins (the bench README has the count).
 pub(crate) struct ExecuteJob<F> {
     pub(crate) f: F,
     /// What only tracing needs; `None` when no span was current and DEBUG events are off. The
@@ -366,11 +317,17 @@ where
         match result {
             Ok(()) => {
                 worker.counts().inc_completed();
-                worker.emit_finished(id, None, ran);
+                emit_finished(&worker.pool.name, id, None, ran);
             }
             Err(panic) => {
                 worker.counts().inc_failed();
-                worker.emit_failed(id, None, ran, &panic_message(panic.as_ref()));
+                emit_failed(
+                    &worker.pool.name,
+                    id,
+                    None,
+                    ran,
+                    &panic_message(panic.as_ref()),
+                );
                 drop_contained(panic, &worker.pool.name, id);
             }
         }
@@ -387,11 +344,11 @@ where
         match why {
             Abandon::Shutdown => {
                 pool.metrics.inc_cancelled();
-                emit_cancelled(pool, id, None, CancelReason::Shutdown);
+                emit_cancelled(&pool.name, id, None, CancelReason::Shutdown);
             }
             Abandon::Broken(message) => {
                 pool.metrics.inc_broken();
-                emit_broken(pool, id, None, message);
+                emit_broken(&pool.name, id, None, message);
             }
         }
     }
@@ -414,17 +371,11 @@ mod tests {
         assert!(size <= 24, "{size} bytes");
     }
 
-    /// The queue stores items inline: a shared task or a boxed one, three words either way.
-    #[test]
-    fn a_queue_item_is_three_words() {
-        assert_eq!(std::mem::size_of::<Work>(), 24);
-    }
-
     /// Every queued `submit` carries one of these; glibc serves chunks of up to 128 bytes
     /// (120 bytes of payload) from its fast bins, so keep the task (with the `Arc`'s two
     /// counts) under that for a closure of up to two words. The next class up (144 bytes) is
-    /// coalesced on free and trimmed from the heap: benchmark scenario 1 ran at 2.2× the floor
-    /// there, 1.07–1.33× here.
+    /// coalesced on free and trimmed from the heap, which makes large batches far slower per
+    /// task (the bench README has the measurements).
     #[test]
     fn a_small_task_fits_a_fast_bin() {
         // A closure that captures two words (no niche for the `Option` to use), returning one.

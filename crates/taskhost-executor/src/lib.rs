@@ -17,7 +17,7 @@
 //! let answer = pool.submit(|| 6 * 7).unwrap();
 //! assert_eq!(*answer.result(Some(Duration::from_secs(5))).unwrap(), 42);
 //! assert!(answer.done());
-//! // Dropping the pool is `shutdown(wait = true)`: queued work finishes, threads are joined.
+//! // Dropping the pool is `shutdown_and_wait()`: queued work finishes, threads are joined.
 //! ```
 //!
 //! Workers start on demand: a submit first tries to claim an idle worker, and starts a thread
@@ -112,7 +112,7 @@
 //!     .initializer(|| Ok(()))                     // once per thread; Err breaks the pool
 //!     .build()
 //!     .unwrap();
-//! pool.shutdown(true, false);
+//! pool.shutdown_and_wait();
 //! match pool.submit(|| 1) {
 //!     Err(SubmitError::ShutDown(f)) => assert_eq!(f(), 1), // the closure comes back
 //!     _ => unreachable!(),
@@ -121,8 +121,11 @@
 //!
 //! # Shutting down
 //!
-//! [`Executor::shutdown`]`(wait, cancel_futures)` is Python's; [`Executor::shutdown_timeout`]
-//! waits at most a given time and reports the tasks still running.
+//! [`Executor::shutdown`]`(wait, cancel_futures)` is Python's; the same two choices by name are
+//! [`Executor::shutdown_and_wait`] (`shutdown(true, false)`: queued work runs, workers are
+//! joined; also what dropping the pool does) and [`Executor::shutdown_with`] with
+//! [`ShutdownOptions`]. [`Executor::shutdown_timeout`] waits at most a given time and reports the
+//! tasks still running.
 //!
 //! ```
 //! use std::time::Duration;
@@ -149,7 +152,7 @@
 //! let pool = Executor::builder().max_workers(2).task_timings(true).build().unwrap();
 //! let f = pool.submit(|| ()).unwrap();
 //! f.result(None).unwrap();
-//! pool.shutdown(true, false);
+//! pool.shutdown_and_wait();
 //! let m = pool.metrics();
 //! assert_eq!(m.submitted, m.completed + m.failed + m.cancelled);
 //! assert!(f.timings().run_time.is_some());
@@ -173,8 +176,8 @@
 //! and the next batch then faults it in again page by page. Whether it does depends on the
 //! heap's history and on the task's size class. Tasks of up to 120 bytes (a closure that
 //! captures two words, a one-word result) come from glibc's fast bins, which it merges less
-//! often: in the benchmark's sequence of pools (`cargo xtask bench`, scenario 1), one word more
-//! per task doubled the time of a million-task batch. One pool running back-to-back
+//! often: one word more per task can double the time of a million-task batch (the benchmark's
+//! README, `crates/taskhost-bench`, has the measurements). One pool running back-to-back
 //! million-task batches meets the cycle at either size. Such programs can keep the heap
 //! (`MALLOC_TOP_PAD_=536870912`, or `mallopt`'s `M_TOP_PAD`/`M_TRIM_THRESHOLD`), use another
 //! allocator (the `taskhost` binary uses mimalloc), or hold fewer handles at once
@@ -246,30 +249,43 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
 mod context;
 mod error;
+mod events;
 mod executor;
 mod future;
+mod future_cell;
 mod job;
 mod map;
 mod metrics;
 mod owned;
+mod pool;
+mod queue;
+mod shutdown;
+mod submit;
 mod sync;
+mod task_id;
+mod timings;
 mod wait;
+mod watch;
+mod worker;
 mod worker_state;
 
+pub use builder::{
+    default_max_workers, BuildError, ExecutorBuilder, MAX_QUEUE_CAPACITY, MAX_WORKERS,
+};
 pub use context::{CancellationToken, TaskContext, TaskOptions};
-pub use error::{
-    AsCompletedTimeout, BuildError, CancelReason, MapError, ResultError, SubmitError, TaskError,
-};
-pub use executor::{
-    default_max_workers, Executor, ExecutorBuilder, RunningTask, ShutdownReport, WhenFull,
-    MAX_QUEUE_CAPACITY, MAX_WORKERS, TRACING_TARGET,
-};
-pub use future::{FutureState, TaskFuture, TaskTimings};
+pub use error::{AsCompletedTimeout, CancelReason, MapError, ResultError, SubmitError, TaskError};
+pub use events::TRACING_TARGET;
+pub use executor::Executor;
+pub use future::{FutureState, TaskFuture};
 pub use map::{BufferedMap, MapResults};
 pub use metrics::MetricsSnapshot;
 pub use owned::{Owned, OwnedFuture};
+pub use pool::WhenFull;
+pub use shutdown::{RunningTask, ShutdownOptions, ShutdownReport};
+pub use timings::TaskTimings;
 pub use wait::{as_completed, wait, AsCompleted, ReturnWhen, WaitResult};
 pub use worker_state::{with_worker_state, WorkerInfo};
 

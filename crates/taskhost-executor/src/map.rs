@@ -48,7 +48,7 @@ impl Executor {
                 f: Arc::clone(&f),
                 item,
             };
-            match self.submit_task(None, call) {
+            match self.inner.submit_future(None, call) {
                 Ok(future) => futures.push(future),
                 Err(error) => {
                     for future in &futures {
@@ -257,7 +257,7 @@ where
             f: Arc::clone(&self.f),
             item,
         };
-        Some(match self.pool.submit_task(None, call) {
+        Some(match self.pool.inner.submit_future(None, call) {
             Ok(future) => {
                 self.futures.push_back(future);
                 Ok(())

@@ -1,4 +1,7 @@
-//! Pool counters: relaxed atomics behind `inc_*` methods, read as a [`MetricsSnapshot`].
+//! Pool counters: relaxed atomics behind `inc_*` methods, read as a [`MetricsSnapshot`]. Three
+//! groups, each on cache lines of its own: the submit side (striped per submitting thread, summed
+//! on read), one set per worker (written by that worker alone, with a plain load and store instead
+//! of a locked add, summed on read), and rare events.
 
 use crate::sync::counter::{AtomicU64, AtomicUsize};
 use crate::sync::{Ordering::Relaxed, Striped};
@@ -195,7 +198,7 @@ impl Metrics {
 ///
 /// let pool = Executor::new(2).unwrap();
 /// pool.submit(|| 1).unwrap().result(None).unwrap();
-/// pool.shutdown(true, false);
+/// pool.shutdown_and_wait();
 /// let m = pool.metrics();
 /// assert_eq!((m.submitted, m.completed, m.workers_alive), (1, 1, 0));
 /// ```

@@ -125,7 +125,8 @@ impl Executor {
         F: FnOnce() -> U + Send + 'static,
         U: Send + 'static,
     {
-        self.submit_task(None, IntoOwned(Plain(f)))
+        self.inner
+            .submit_future(None, IntoOwned(Plain(f)))
             .map(|future| OwnedFuture { future })
             .map_err(|e| e.map(|task| task.0 .0))
     }
@@ -151,7 +152,8 @@ impl Executor {
         F: FnOnce(&TaskContext) -> U + Send + 'static,
         U: Send + 'static,
     {
-        self.submit_task(options.name, IntoOwned(WithContext(f)))
+        self.inner
+            .submit_future(options.name, IntoOwned(WithContext(f)))
             .map(|future| OwnedFuture { future })
             .map_err(|e| e.map(|task| task.0 .0))
     }

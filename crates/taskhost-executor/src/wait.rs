@@ -8,56 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{AsCompletedTimeout, ResultError};
 use crate::future::TaskFuture;
-use crate::sync::{lock, Arc, Condvar, Mutex};
-
-/// A mailbox of "future number `i` is done" notifications.
-pub(crate) struct Watch {
-    done: Mutex<VecDeque<usize>>,
-    condvar: Condvar,
-}
-
-impl Watch {
-    fn new() -> Arc<Self> {
-        Arc::new(Watch {
-            done: Mutex::new(VecDeque::new()),
-            condvar: Condvar::new(),
-        })
-    }
-
-    pub(crate) fn notify(&self, index: usize) {
-        lock(&self.done).push_back(index);
-        self.condvar.notify_all();
-    }
-
-    /// Waits for the next notification until `deadline`.
-    fn next(&self, deadline: Option<Instant>) -> Option<usize> {
-        let mut done = lock(&self.done);
-        loop {
-            if let Some(index) = done.pop_front() {
-                return Some(index);
-            }
-            match deadline {
-                None => {
-                    done = self
-                        .condvar
-                        .wait(done)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                }
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return None;
-                    }
-                    done = self
-                        .condvar
-                        .wait_timeout(done, deadline - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
-    }
-}
+use crate::sync::Arc;
+use crate::watch::Watch;
 
 /// When [`wait`] returns.
 ///

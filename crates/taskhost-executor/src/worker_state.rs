@@ -118,6 +118,6 @@ impl Drop for StateGuard {
             .ok()
             .flatten();
         // User data: a panicking `Drop` must not take the exiting worker's bookkeeping with it.
-        crate::executor::drop_contained(state, &self.pool, 0);
+        crate::events::drop_contained(state, &self.pool, 0);
     }
 }

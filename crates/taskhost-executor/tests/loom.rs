@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use taskhost_executor::{CancelReason, Executor, ResultError, SubmitError};
+use taskhost_executor::{CancelReason, Executor, ResultError, ShutdownOptions, SubmitError};
 
 /// Runs `body` under loom with at most `preemptions` preemptions per execution, and prints how
 /// many executions it explored (`-- --nocapture` shows it).
@@ -144,7 +144,10 @@ fn shutdown_racing_submit(cancel_futures: bool, warm: bool) {
                 Err(other) => panic!("unexpected refusal: {}", other.reason()),
             })
         };
-        pool.shutdown(true, cancel_futures);
+        pool.shutdown_with(ShutdownOptions {
+            wait: true,
+            cancel_queued: cancel_futures,
+        });
         let accepted = submitter.join().unwrap();
         let mut expected_runs = 0;
         for (future, value) in [(before, 1), (accepted, 2)] {

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use taskhost_loader::{LoadOptions, PluginSet};
 
 use crate::cli::{Cli, Command, ConfigCommand, LogFormatArg, RunArgs};
-use crate::config::settings::{self, JobSettings, LogFormat, Settings};
+use crate::config::settings::{self, Isolation, JobSettings, LogFormat, Settings};
 use crate::dispatch::{self, Catalog, Pools, RunOptions};
 use crate::routing::Router;
 use crate::signals::{Interrupts, INTERRUPTED_EXIT};
@@ -91,6 +91,7 @@ fn load_settings(file: Option<&Path>) -> Result<(Settings, Vec<String>), Failure
 pub fn run(cli: Cli) -> Result<u8, Failure> {
     let file = config_path(&cli);
     match &cli.command {
+        Command::ServeWorker => serve_worker(file.as_deref()),
         Command::Config(ConfigCommand::Show) => {
             let (settings, sources) = load_settings(file.as_deref())?;
             let text = toml::to_string(&settings::to_raw(&settings))
@@ -141,7 +142,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Plugins(args) => {
             let (settings, _) = load_settings(file.as_deref())?;
             let _guard = init_telemetry(&cli, &settings, &SharedBar::default())?;
-            let host = Host::load(&settings)?;
+            let host = Host::load(&settings, &cli)?;
             if args.pins {
                 print_pins(&host, &settings)?;
             } else {
@@ -158,7 +159,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 .then(|| crate::sink::take_stdout().or_exit(EXIT_USAGE))
                 .transpose()?;
             let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
-            let host = Host::load(&settings)?;
+            let host = Host::load(&settings, &cli)?;
             let progress = !cli.global.no_progress;
             // The journal first: refusing it must not clobber the output file.
             let journal = match &args.journal {
@@ -223,7 +224,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             let bar = SharedBar::default();
             let _guard = init_telemetry(&cli, &settings, &bar)?;
             let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
-            let host = Host::load(&settings)?;
+            let host = Host::load(&settings, &cli)?;
             if host.plugins.plugins().is_empty() {
                 return Err(Failure {
                     code: EXIT_USAGE,
@@ -294,7 +295,7 @@ struct Host {
 }
 
 impl Host {
-    fn load(settings: &Settings) -> Result<Self, Failure> {
+    fn load(settings: &Settings, cli: &Cli) -> Result<Self, Failure> {
         let options = load_options(settings, settings.plugins.strict);
         let (plugins, skipped) = PluginSet::load(&settings.plugins.dirs, &options)
             .context("loading plugins")
@@ -308,7 +309,8 @@ impl Host {
             );
         }
         let router = Router::new(settings.routes.clone());
-        let pools = Pools::build(settings).or_exit(EXIT_USAGE)?;
+        let worker_process = worker_process(settings, cli).or_exit(EXIT_USAGE)?;
+        let pools = Pools::build(settings, worker_process.as_ref()).or_exit(EXIT_USAGE)?;
         let catalog = Catalog::new(&plugins, &router, &pools).or_exit(EXIT_USAGE)?;
         let names = catalog.names();
         if !names.is_empty() {
@@ -326,6 +328,61 @@ impl Host {
             pools,
             catalog,
             router,
+        })
+    }
+}
+
+/// How an isolated pool starts its worker processes: this binary again, with the same
+/// configuration file (the environment, and with it `TASKHOST_*` settings, is inherited).
+/// `None` when no pool is isolated.
+#[cfg(unix)]
+fn worker_process(settings: &Settings, cli: &Cli) -> Result<Option<dispatch::WorkerProcess>> {
+    use crate::isolation::{ChildSpec, SERVE_COMMAND};
+    if !settings
+        .pools
+        .values()
+        .any(|pool| pool.isolation == Isolation::Process)
+    {
+        return Ok(None);
+    }
+    let program = std::env::current_exe().context("finding this program, to start workers")?;
+    let mut args = Vec::new();
+    if let Some(config) = &cli.global.config {
+        args.push("--config".into());
+        args.push(config.clone().into_os_string());
+    }
+    args.push(SERVE_COMMAND.into());
+    Ok(Some(Arc::new(ChildSpec::new(program, args))))
+}
+
+#[cfg(not(unix))]
+fn worker_process(_: &Settings, _: &Cli) -> Result<Option<dispatch::WorkerProcess>> {
+    Ok(None)
+}
+
+/// `taskhost __serve-worker`: one worker process of an isolated pool. It loads the plugins as
+/// the host did (same folders, trust rules and pins) and serves its host worker's tasks; it
+/// logs nothing of its own (what it prints reaches the host's log as `plugin.output`).
+fn serve_worker(file: Option<&Path>) -> Result<u8, Failure> {
+    #[cfg(unix)]
+    {
+        let plugins = load_settings(file)
+            .map_err(|failure| format!("{:#}", failure.error))
+            .and_then(|(settings, _)| {
+                let options = load_options(&settings, settings.plugins.strict);
+                PluginSet::load(&settings.plugins.dirs, &options)
+                    .map(|(plugins, _)| plugins)
+                    .map_err(|error| format!("loading plugins: {error:#}"))
+            });
+        crate::isolation::serve(plugins).or_exit(EXIT_NOT_ALL_OK)?;
+        Ok(EXIT_OK)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        Err(Failure {
+            code: EXIT_USAGE,
+            error: anyhow::anyhow!("isolated pools need a Unix system"),
         })
     }
 }
@@ -407,6 +464,13 @@ fn print_plugins(host: &Host) {
             let full = format!("{}/{}", plugin.name(), task.name);
             let decision = host.router.route(&full);
             let mut routing = format!("pool {}", decision.pool);
+            if host
+                .pools
+                .index(&decision.pool)
+                .is_some_and(|pool| host.pools.settings[pool].isolation == Isolation::Process)
+            {
+                routing.push_str(" (isolated)");
+            }
             if decision.retry.retries > 0 {
                 routing.push_str(&format!(", retries {}", decision.retry.retries));
             }

@@ -51,6 +51,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Run the demo batch: the config's jobs (checksums of this repository, primes) with a summary
     Demo(DemoArgs),
+    /// Serve one worker of an isolated pool (started by the host itself, never by hand)
+    #[command(name = "__serve-worker", hide = true)]
+    ServeWorker,
 }
 
 #[derive(Debug, Args)]

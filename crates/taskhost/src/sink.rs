@@ -18,6 +18,8 @@ pub enum Status {
     Ok,
     Failed,
     Panicked,
+    /// The worker process of an isolated pool died while running the item.
+    Crashed,
     Cancelled,
     TimedOut,
     Rejected,
@@ -25,10 +27,11 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Self::Ok,
         Self::Failed,
         Self::Panicked,
+        Self::Crashed,
         Self::Cancelled,
         Self::TimedOut,
         Self::Rejected,
@@ -40,6 +43,7 @@ impl Status {
             Self::Ok => "ok",
             Self::Failed => "failed",
             Self::Panicked => "panicked",
+            Self::Crashed => "crashed",
             Self::Cancelled => "cancelled",
             Self::TimedOut => "timed_out",
             Self::Rejected => "rejected",
@@ -140,11 +144,16 @@ impl<W: Write + Send> JsonlSink<W> {
 }
 
 impl JsonlSink<std::fs::File> {
-    /// JSON lines to a file, which [`OutcomeSink::sync`] `fdatasync`s.
+    /// JSON lines to a file, which [`OutcomeSink::sync`] `fdatasync`s when it is a regular
+    /// file (`fdatasync` on `/dev/null` or a FIFO fails with `EINVAL`, and has nothing to do).
     pub fn file(file: std::fs::File) -> io::Result<Self> {
-        let handle = file.try_clone()?;
+        let handle = file
+            .metadata()?
+            .is_file()
+            .then(|| file.try_clone())
+            .transpose()?;
         let mut sink = Self::new(file);
-        sink.file = Some(handle);
+        sink.file = handle;
         Ok(sink)
     }
 }

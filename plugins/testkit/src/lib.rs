@@ -1,7 +1,8 @@
 //! `testkit`: small tasks that exercise the host — echo, sleep, fail, panic, log, progress, spin —
 //! and misbehaving ones that the host must survive: `print` (writes to stdout), `hide_stdout`
 //! (points descriptor 1 at `/dev/null`), `exit` (ends the process), `raw` (returns output that
-//! is not JSON), `stuck` (ignores cancellation).
+//! is not JSON), `stuck` (ignores cancellation), `crash` (segfaults, aborts, overflows its stack,
+//! allocates without end or spins for ever: for isolated pools).
 //!
 //! Used by the loader's and the host's tests and by the benchmarks. Every well-behaved task that
 //! takes time (`sleep`, `spin`, `progress`) honours cancellation within a few milliseconds.
@@ -69,6 +70,26 @@ pub struct Exit {
 pub struct Raw {
     /// The output, byte for byte.
     pub bytes: Vec<u8>,
+}
+
+/// Input of `crash`.
+#[derive(Debug, Deserialize)]
+pub struct Crash {
+    /// `segv` (the process gets SIGSEGV), `abort`, `overflow` (recurses until the stack
+    /// overflows), `hog` (allocates and touches memory until it fails, at most `max_mb` MiB),
+    /// `loop` (spins for ever, ignoring cancellation).
+    pub how: String,
+    /// Crash only while this file does not exist, creating it first: the item crashes on its
+    /// first attempt and succeeds on the next.
+    #[serde(default)]
+    pub once: Option<std::path::PathBuf>,
+    /// `hog`'s ceiling, so that a run without a memory limit cannot take the machine.
+    #[serde(default = "default_hog_mb")]
+    pub max_mb: u64,
+}
+
+fn default_hog_mb() -> u64 {
+    4096
 }
 
 /// `echo`: the input, unchanged.
@@ -208,6 +229,60 @@ pub fn stuck(input: Millis, _ctx: &TaskContext<'_>) -> Result<Elapsed, TaskError
     })
 }
 
+/// `crash`: ends the process the way `how` says (see [`Crash`]), as a broken plugin would.
+pub fn crash(input: Crash, _ctx: &TaskContext<'_>) -> Result<u64, TaskError> {
+    if let Some(marker) = &input.once {
+        if marker.exists() {
+            return Ok(0);
+        }
+        std::fs::write(marker, b"crashed once\n")
+            .map_err(|error| TaskError::failed(format!("writing {}: {error}", marker.display())))?;
+    }
+    match input.how.as_str() {
+        "segv" => {
+            #[cfg(unix)]
+            {
+                use rustix::process::{getpid, kill_process, Signal};
+                // The Rust runtime's SIGSEGV handler takes the first one (it looks for a stack
+                // overflow, then restores the default action): a real fault would fault again.
+                for _ in 0..3 {
+                    let _ = kill_process(getpid(), Signal::SEGV);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            Err(TaskError::failed("SIGSEGV did not end the process"))
+        }
+        "abort" => std::process::abort(),
+        "overflow" => Ok(recurse(std::hint::black_box(1))),
+        "hog" => {
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            while (held.len() as u64) * 16 < input.max_mb {
+                held.push(vec![1u8; 16 << 20]);
+            }
+            Ok(std::hint::black_box(held).len() as u64 * 16)
+        }
+        "loop" => {
+            let mut n = 0u64;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        other => Err(TaskError::invalid_input(format!(
+            "expected how = \"segv\", \"abort\", \"overflow\", \"hog\" or \"loop\", found {other:?}"
+        ))),
+    }
+}
+
+/// Recurses without end (each frame keeps a buffer alive, so it cannot be made a loop).
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    // Never false (the depth only grows), but the compiler cannot tell.
+    if std::hint::black_box(depth) == 0 {
+        return 0;
+    }
+    recurse(depth + 1) + frame[depth as usize % 64]
+}
+
 /// The plugin, as the host sees it.
 pub fn plugin() -> Plugin {
     Plugin::new("testkit", env!("CARGO_PKG_VERSION"))
@@ -234,6 +309,11 @@ pub fn plugin() -> Plugin {
             "stuck",
             "sleeps `ms` milliseconds, ignoring cancellation (misbehaves)",
             stuck,
+        )
+        .task(
+            "crash",
+            "segfaults, aborts, overflows its stack, eats memory or spins (misbehaves)",
+            crash,
         )
 }
 

@@ -377,7 +377,7 @@ fn p18_metrics_and_per_task_timings() {
     assert!(t.queue_wait.unwrap() >= Duration::from_millis(20), "{t:?}");
     assert!(t.run_time.is_some());
     assert_eq!(cancelled.timings().queue_wait, None);
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     let m = pool.metrics();
     assert_eq!(m.submitted, 7);
     assert_eq!(
@@ -468,7 +468,7 @@ fn p08_execute_is_fire_and_forget_and_refused_after_shutdown() {
         .unwrap();
     }
     pool.execute(|| panic!("boom execute")).unwrap();
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     assert_eq!(ran.load(Ordering::SeqCst), 100);
     let m = pool.metrics();
     assert_eq!((m.submitted, m.completed, m.failed), (101, 100, 1));

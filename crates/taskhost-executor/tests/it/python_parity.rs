@@ -141,7 +141,7 @@ fn py314_a_broken_and_shut_down_pool_refuses_as_broken() {
     let pool = broken_pool();
     let f = pool.submit(|| 1).unwrap();
     assert!(matches!(f.result(None), Err(ResultError::BrokenPool(_))));
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     match pool.submit(|| 2) {
         Err(SubmitError::BrokenPool(_, why)) => assert_eq!(why, "no licence"),
         other => panic!("expected a broken-pool refusal, got {other:?}"),
@@ -260,7 +260,7 @@ fn py314_map_buffersize_stops_at_the_first_error_and_cancels_the_rest() {
     drop(results);
     gate.open();
     blocker.result(None).unwrap();
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 }
 
@@ -300,7 +300,7 @@ fn py314_map_buffersize_deadline_is_fixed_at_the_call() {
 fn py314_map_buffersize_refill_refused_after_shutdown() {
     let pool = Executor::new(1).unwrap();
     let mut results = pool.map_buffered(|x: u8| x, 0.., None, 1).unwrap();
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     match results.next() {
         Some(Err(ResultError::NotSubmitted(why))) => {
             assert_eq!(why, "cannot submit: the pool has been shut down");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use taskhost_executor::{
     as_completed, default_max_workers, wait, BuildError, CancelReason, Executor, FutureState,
-    ResultError, ReturnWhen, SubmitError, TaskError,
+    ResultError, ReturnWhen, ShutdownOptions, SubmitError, TaskError,
 };
 
 use crate::util::{eventually, quiet_panics, Gate};
@@ -224,7 +224,7 @@ fn p05_worker_skips_a_cancelled_item_without_running_it() {
     assert!(skipped.cancel());
     gate.open();
     assert_eq!(after.result(None), Ok(&2));
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     assert!(!ran.load(Ordering::SeqCst), "a cancelled item must not run");
     let m = pool.metrics();
     assert_eq!((m.completed, m.cancelled, m.queued), (2, 1, 0));
@@ -355,7 +355,7 @@ fn p08_shutdown_without_cancel_runs_queued_items() {
             gate.open();
         })
     };
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     opener.join().unwrap();
     for (i, f) in queued.iter().enumerate() {
         assert_eq!(
@@ -372,8 +372,14 @@ fn p08_shutdown_without_cancel_runs_queued_items() {
         "cannot submit: the pool has been shut down"
     );
     assert_eq!((err.into_inner())(), 9, "the closure comes back");
-    pool.shutdown(true, true);
-    pool.shutdown(false, false);
+    pool.shutdown_with(ShutdownOptions {
+        wait: true,
+        cancel_queued: true,
+    });
+    pool.shutdown_with(ShutdownOptions {
+        wait: false,
+        cancel_queued: false,
+    });
 }
 
 #[test]
@@ -384,7 +390,10 @@ fn p08_shutdown_with_cancel_futures_cancels_queued_items() {
     let running = pool.submit(move || g.wait()).unwrap();
     eventually("running", || running.running());
     let queued: Vec<_> = (0..5).map(|i| pool.submit(move || i).unwrap()).collect();
-    pool.shutdown(false, true);
+    pool.shutdown_with(ShutdownOptions {
+        wait: false,
+        cancel_queued: true,
+    });
     for f in &queued {
         assert_eq!(
             f.result(Some(Duration::ZERO)),
@@ -392,7 +401,7 @@ fn p08_shutdown_with_cancel_futures_cancels_queued_items() {
         );
     }
     gate.open();
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     assert_eq!(running.result(None), Ok(&()));
     let m = pool.metrics();
     assert_eq!((m.cancelled, m.completed, m.workers_alive), (5, 1, 0));
@@ -766,7 +775,7 @@ fn p05_a_skipped_items_closure_is_dropped_even_while_its_future_lives() {
     let f = pool.submit(move || drop(c)).unwrap();
     assert!(f.cancel());
     gate.open();
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     assert!(f.cancelled());
     assert_eq!(
         Arc::strong_count(&captured),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use taskhost_executor::{Executor, SubmitError};
+use taskhost_executor::{Executor, ShutdownOptions, SubmitError};
 
 const LIMIT: Option<Duration> = Some(Duration::from_secs(10));
 
@@ -99,7 +99,7 @@ fn race_max_tasks_retirement_with_concurrent_submits() {
         s.join().unwrap();
     }
     assert_eq!(ran.load(Ordering::SeqCst), 1_500);
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     let m = pool.metrics();
     assert!(m.workers_peak <= 2, "{m:?}");
     // One worker per task, plus at most a few replacements that found the work already taken.
@@ -132,7 +132,10 @@ fn race_submit_against_shutdown_every_accepted_future_resolves() {
         if round % 2 == 0 {
             thread::yield_now();
         }
-        pool.shutdown(true, round % 3 == 0);
+        pool.shutdown_with(ShutdownOptions {
+            wait: true,
+            cancel_queued: round % 3 == 0,
+        });
         for s in submitters {
             for f in s.join().unwrap() {
                 assert!(

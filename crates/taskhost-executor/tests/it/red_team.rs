@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use taskhost_executor::{
-    BuildError, CancelReason, Executor, ResultError, SubmitError, MAX_QUEUE_CAPACITY, MAX_WORKERS,
+    BuildError, CancelReason, Executor, ResultError, ShutdownOptions, SubmitError,
+    MAX_QUEUE_CAPACITY, MAX_WORKERS,
 };
 
 use crate::util::{quiet_panics, Gate};
@@ -79,7 +80,12 @@ fn r11_closures_that_panic_when_dropped_unrun_are_contained() {
     // must be contained (before the fix, shutdown itself panicked).
     let pool = Arc::new(pool);
     let p = Arc::clone(&pool);
-    let closer = std::thread::spawn(move || p.shutdown(true, true));
+    let closer = std::thread::spawn(move || {
+        p.shutdown_with(ShutdownOptions {
+            wait: true,
+            cancel_queued: true,
+        })
+    });
     std::thread::sleep(Duration::from_millis(50));
     gate.open();
     closer.join().expect("shutdown must not panic");
@@ -130,7 +136,7 @@ fn stress_panicking_drops_never_cost_a_worker() {
     for f in &kept {
         assert!(f.result(Some(Duration::from_secs(30))) != Err(ResultError::Timeout));
     }
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     assert_eq!(drops.load(Ordering::SeqCst), 2000);
     let m = pool.metrics();
     assert_eq!(m.workers_spawned, m.workers_retired);

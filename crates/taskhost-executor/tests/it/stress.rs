@@ -102,7 +102,7 @@ fn stress_million_tasks_four_submitters_every_future_resolves_once() {
         let (futures, _counts) = handle.join().unwrap();
         sampled.extend(futures);
     }
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     let elapsed = started.elapsed();
 
     let m = pool.metrics();

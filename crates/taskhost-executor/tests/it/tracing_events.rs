@@ -52,7 +52,7 @@ fn p20_tracing_events_and_spans() {
     let _ = stopped.result(None);
     eventually("idle retirement", || pool.metrics().workers_retired == 1);
     pool.submit(|| 2).unwrap().result(None).unwrap();
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     let _ = pool.submit(|| 0);
     set_capturing(false);
 

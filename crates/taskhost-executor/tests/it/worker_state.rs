@@ -79,7 +79,7 @@ fn worker_state_is_made_once_per_worker_and_reused_by_its_tasks() {
         .submit(|| with_worker_state(|_: &mut State| visit()))
         .unwrap();
     assert_eq!(nested.result(None), Ok(&Some(None)));
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     assert_eq!(ledger.dropped.load(Ordering::SeqCst), 1);
     assert_eq!(*ledger.dropped_on.lock().unwrap(), ["ws_0"]);
 }
@@ -128,7 +128,7 @@ fn worker_state_is_dropped_when_its_worker_retires_and_made_anew_for_the_next() 
         })
         .collect();
     assert_eq!(counts, [1, 2, 3, 1, 2, 3, 1]);
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     assert_eq!(
         (
             ledger.made.load(Ordering::SeqCst),
@@ -158,7 +158,7 @@ fn worker_state_is_dropped_before_a_waiting_shutdown_returns() {
     for f in &futures {
         assert!(f.result(None).unwrap().is_some());
     }
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     assert_eq!(ledger.made.load(Ordering::SeqCst), 3);
     assert_eq!(ledger.dropped.load(Ordering::SeqCst), 3);
 }
@@ -220,7 +220,7 @@ fn a_worker_state_that_panics_when_dropped_costs_nothing() {
     for i in 0..4 {
         assert_eq!(pool.submit(move || i).unwrap().result(None), Ok(&i));
     }
-    pool.shutdown(true, false);
+    pool.shutdown_and_wait();
     let m = pool.metrics();
     assert_eq!((m.completed, m.workers_alive), (4, 0));
     assert_eq!(m.workers_spawned, m.workers_retired);

@@ -79,20 +79,48 @@ struct Layer {
     /// name a relative path.
     base: Option<PathBuf>,
     config: Config,
+    /// Problems found before the source could be read (integers too large for TOML).
+    early_issues: Vec<Issue>,
 }
 
 impl Layer {
     fn toml(name: String, text: String, base: Option<PathBuf>) -> Result<Self, Vec<Issue>> {
-        let config = Config::builder()
-            .add_source(File::from_str(&text, FileFormat::Toml))
-            .build()
-            .map_err(|error| vec![toml_issue(&error, &name, &text)])?;
+        let parse = |text: &str| {
+            Config::builder()
+                .add_source(File::from_str(text, FileFormat::Toml))
+                .build()
+        };
+        let (config, early_issues) = match parse(&text) {
+            Ok(config) => (config, Vec::new()),
+            Err(error) => {
+                let issue = toml_issue(&error, &name, &text);
+                let oversized = oversized_integers(&text);
+                if issue.message.contains(" line ") || oversized.is_empty() {
+                    return Err(vec![issue]);
+                }
+                // The parser stops at the first integer too large for it: report every one,
+                // and read the rest of the file with each of them as 0 (the file is refused
+                // anyway), so that its other problems are reported with them.
+                let early_issues: Vec<Issue> =
+                    oversized.iter().map(|found| found.issue(&name)).collect();
+                let patched = without_oversized_integers(&text, &oversized);
+                match parse(&patched) {
+                    Ok(config) => (config, early_issues),
+                    Err(error) => {
+                        let mut issues = early_issues;
+                        issues.push(toml_issue(&error, &name, &patched));
+                        return Err(issues);
+                    }
+                }
+            }
+        };
         Ok(Self {
             name,
             text: Some(text),
             env_names: Vec::new(),
             base,
             config,
+            early_issues,
         })
     }
 
@@ -121,6 +149,20 @@ impl Layer {
                 });
                 continue;
             }
+            // The `config` crate reads an integer too large for 64 bits as a float, which
+            // would then be rounded and clamped without a word.
+            if is_oversized_integer(value.trim()) {
+                issues.push(Issue {
+                    origin: format!("environment variable {name}"),
+                    key: key.clone(),
+                    message: format!(
+                        "expected an integer of at most {}, found {}",
+                        i64::MAX,
+                        value.trim()
+                    ),
+                });
+                continue;
+            }
             env_names.push((key, name.clone()));
             map.insert(name.clone(), value.clone());
         }
@@ -145,6 +187,7 @@ impl Layer {
             env_names,
             base,
             config,
+            early_issues: Vec::new(),
         })
     }
 
@@ -302,7 +345,7 @@ fn shape_issues(layer: &Layer) -> Vec<Issue> {
         Ok(tree) => tree,
         Err(error) => return vec![issue(&error)],
     };
-    let mut issues = Vec::new();
+    let mut issues = layer.early_issues.clone();
     while issues.len() < MAX_SHAPE_ISSUES {
         let value = config::Value::new(None, config::ValueKind::Table(tree.clone()));
         let Err(error) = value.try_deserialize::<raw::RawConfig>() else {
@@ -387,41 +430,132 @@ fn toml_issue(error: &config::ConfigError, source: &str, text: &str) -> Issue {
     if issue.message.contains(" line ") {
         return issue;
     }
-    match oversized_integer(text) {
-        Some((line, key, literal)) => Issue {
-            origin: format!("{source}:{line}"),
-            key,
-            message: format!(
-                "expected an integer of at most {} (the largest TOML allows), found {literal}",
-                i64::MAX
-            ),
-        },
+    match oversized_integers(text).first() {
+        Some(found) => found.issue(source),
         None => issue,
     }
 }
 
-/// The first `key = <integer>` of `text` whose integer does not fit TOML's 64-bit signed
-/// integer: its line, dotted key and literal.
-fn oversized_integer(text: &str) -> Option<(usize, String, String)> {
-    toml_lines(text).find_map(|(line, kind)| {
-        let TomlLine::Assignment(key, value) = kind else {
-            return None;
-        };
-        let literal = value.split('#').next().unwrap_or_default().trim();
-        let digits = literal.replace('_', "");
-        let unsigned = digits.trim_start_matches(['+', '-']);
-        let (radix, body) = match unsigned.get(..2) {
-            Some("0x") => (16, &unsigned[2..]),
-            Some("0o") => (8, &unsigned[2..]),
-            Some("0b") => (2, &unsigned[2..]),
-            _ => (10, unsigned),
-        };
-        let is_integer = !body.is_empty() && body.chars().all(|c| c.is_digit(radix));
-        let sign = if digits.starts_with('-') { "-" } else { "" };
-        let fits = i64::from_str_radix(&format!("{sign}{body}"), radix).is_ok();
-        (is_integer && !fits).then(|| (line, key.join("."), literal.to_owned()))
-    })
+/// A `key = <integer>` whose integer does not fit TOML's 64-bit signed integer.
+struct OversizedInteger {
+    /// 1-based.
+    line: usize,
+    /// Dotted.
+    key: String,
+    /// As written.
+    literal: String,
 }
+
+impl OversizedInteger {
+    fn issue(&self, source: &str) -> Issue {
+        Issue {
+            origin: format!("{source}:{}", self.line),
+            key: self.key.clone(),
+            message: format!(
+                "expected an integer of at most {} (the largest TOML allows), found {}",
+                i64::MAX,
+                self.literal
+            ),
+        }
+    }
+}
+
+/// Every integer of `text` written on the line of its `key = …` (alone, or in an inline array
+/// or table) that does not fit TOML's 64-bit signed integer.
+fn oversized_integers(text: &str) -> Vec<OversizedInteger> {
+    let mut found = Vec::new();
+    for (line, kind) in toml_lines(text) {
+        let TomlLine::Assignment(key, value) = kind else {
+            continue;
+        };
+        // `routes[0].retries`, as the other messages name it.
+        let key = key.join(".").replace(".[", "[");
+        for literal in integer_tokens(value) {
+            if is_oversized_integer(literal) {
+                found.push(OversizedInteger {
+                    line,
+                    key: key.clone(),
+                    literal: literal.to_owned(),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// The words of a TOML value outside its strings and its comment (`[1, 2]` gives `1`, `2`).
+fn integer_tokens(value: &str) -> Vec<&str> {
+    let mut tokens = Vec::new();
+    let mut quote = None;
+    let mut start = None;
+    let mut end = value.len();
+    for (at, c) in value.char_indices() {
+        let delimiter = match quote {
+            Some(open) => {
+                if c == open {
+                    quote = None;
+                }
+                true
+            }
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                true
+            }
+            None if c == '#' => {
+                end = at;
+                break;
+            }
+            None => c.is_whitespace() || "[]{},=".contains(c),
+        };
+        match (delimiter, start) {
+            (true, Some(from)) => {
+                tokens.push(&value[from..at]);
+                start = None;
+            }
+            (false, None) => start = Some(at),
+            _ => {}
+        }
+    }
+    if let (Some(from), None) = (start, quote) {
+        tokens.push(&value[from..end]);
+    }
+    tokens
+}
+
+/// Whether `literal` is a TOML integer (decimal with `_`, `0x`, `0o`, `0b`; signed) that does
+/// not fit 64 signed bits.
+fn is_oversized_integer(literal: &str) -> bool {
+    let digits = literal.replace('_', "");
+    let unsigned = digits.trim_start_matches(['+', '-']);
+    let (radix, body) = match unsigned.get(..2) {
+        Some("0x") => (16, &unsigned[2..]),
+        Some("0o") => (8, &unsigned[2..]),
+        Some("0b") => (2, &unsigned[2..]),
+        _ => (10, unsigned),
+    };
+    let is_integer = !body.is_empty() && body.chars().all(|c| c.is_digit(radix));
+    let sign = if digits.starts_with('-') { "-" } else { "" };
+    is_integer && i64::from_str_radix(&format!("{sign}{body}"), radix).is_err()
+}
+
+/// `text` with each of `oversized` written as `0`, so that the rest of it can be read.
+fn without_oversized_integers(text: &str, oversized: &[OversizedInteger]) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for found in oversized {
+        let Some(line) = lines.get_mut(found.line - 1) else {
+            continue;
+        };
+        let Some(equals) = line.find('=') else {
+            continue;
+        };
+        if let Some(at) = line[equals..].find(&found.literal) {
+            let at = equals + at;
+            line.replace_range(at..at + found.literal.len(), "0");
+        }
+    }
+    lines.join("\n")
+}
+
 /// Turns a `config` crate error into an [`Issue`] that names the source, line and key.
 fn issue_from(
     error: &config::ConfigError,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -53,9 +53,17 @@ pub struct RawLogging {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRun {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_in_flight: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_line_bytes: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_grace: Option<String>,
@@ -65,18 +73,38 @@ pub struct RawRun {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_workers: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_tasks_per_worker: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub queue_capacity: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when_full: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread_name_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_after: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<String>,
 }
 
 /// `[[routes]]`
@@ -87,7 +115,11 @@ pub struct RawRoute {
     pub task: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retries: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<String>,
@@ -109,4 +141,61 @@ pub struct RawJob {
     pub task: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<serde_json::Value>>,
+}
+
+/// A count: an integer, or a string of one (what an environment variable holds). The `config`
+/// crate would also take `true` as 1, `1.5` as 2 and `"yes"` as 1 without a word: those are
+/// wrong types here.
+fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    struct Integer;
+
+    impl<'de> de::Visitor<'de> for Integer {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: de::Error>(self, value: i64) -> Result<i64, E> {
+            Ok(value)
+        }
+
+        fn visit_u64<E: de::Error>(self, value: u64) -> Result<i64, E> {
+            i64::try_from(value).map_err(|_| {
+                E::custom(format!(
+                    "expected an integer of at most {}, found {value}",
+                    i64::MAX
+                ))
+            })
+        }
+
+        fn visit_f64<E: de::Error>(self, value: f64) -> Result<i64, E> {
+            Err(wrong_type(format_args!("floating point `{value}`")))
+        }
+
+        fn visit_bool<E: de::Error>(self, value: bool) -> Result<i64, E> {
+            Err(wrong_type(format_args!("boolean `{value}`")))
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<i64, A::Error> {
+            Err(wrong_type(format_args!("sequence")))
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<i64, A::Error> {
+            Err(wrong_type(format_args!("map")))
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<i64, E> {
+            value
+                .parse()
+                .map_err(|_| wrong_type(format_args!("string {value:?}")))
+        }
+    }
+
+    deserializer.deserialize_any(Integer).map(Some)
+}
+
+/// The message of the `config` crate's own type errors.
+fn wrong_type<E: de::Error>(found: std::fmt::Arguments<'_>) -> E {
+    E::custom(format!("wrong type: expected an integer, found {found}"))
 }

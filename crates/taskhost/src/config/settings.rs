@@ -106,7 +106,38 @@ pub struct PoolSettings {
     pub queue_capacity: usize,
     pub when_full: WhenFull,
     pub thread_name_prefix: String,
+    /// Where its tasks run: in this process, or each worker's in a worker process of its own.
+    pub isolation: Isolation,
+    /// An isolated pool stops running a plugin's items after this many crashes in a row (0:
+    /// never).
+    pub quarantine_after: u32,
+    /// An isolated pool's limit on each worker process's address space, in bytes.
+    pub memory_limit: Option<u64>,
+    /// An isolated pool's limit on the CPU time of each task.
+    pub cpu_limit: Option<Duration>,
 }
+
+/// Where a pool's tasks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// On the pool's worker threads, in the host process (the default).
+    Thread,
+    /// Each worker thread hands its tasks to a worker process of its own, which a crash, an
+    /// `exit` or a kill costs only the item it was running.
+    Process,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Thread => "thread",
+            Self::Process => "process",
+        }
+    }
+}
+
+/// How many crashes in a row quarantine a plugin in an isolated pool, by default.
+pub const DEFAULT_QUARANTINE_AFTER: u32 = 5;
 
 /// How often and how patiently an item is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -562,6 +593,95 @@ impl Validator<'_> {
             Some(prefix) => prefix.clone(),
             None => name.to_owned(),
         };
+        let isolation = match raw.isolation.as_deref() {
+            None | Some("thread") => Isolation::Thread,
+            Some("process") if cfg!(unix) => Isolation::Process,
+            Some("process") => {
+                self.issue(
+                    &key("isolation"),
+                    "\"process\" needs a Unix system (worker processes talk over Unix sockets)"
+                        .to_owned(),
+                );
+                Isolation::Thread
+            }
+            Some(other) => {
+                self.issue(
+                    &key("isolation"),
+                    format!("expected one of \"thread\", \"process\", found {other:?}"),
+                );
+                Isolation::Thread
+            }
+        };
+        let quarantine_after = self.count(
+            &key("quarantine_after"),
+            raw.quarantine_after,
+            Range::new(0, 1_000_000, "0 means never"),
+            DEFAULT_QUARANTINE_AFTER as usize,
+        ) as u32;
+        let memory_limit = raw.memory_limit.as_ref().and_then(|text| {
+            match text.trim().parse::<bytesize::ByteSize>() {
+                Ok(size) if size.as_u64() >= 16 << 20 => Some(size.as_u64()),
+                Ok(size) => {
+                    self.issue(
+                        &key("memory_limit"),
+                        format!(
+                            "expected at least 16 MiB (a worker process needs that much to load \
+                             its plugins), found {size}"
+                        ),
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.issue(
+                        &key("memory_limit"),
+                        format!("expected a size such as \"512 MiB\" or \"2 GiB\", found {text:?}"),
+                    );
+                    None
+                }
+            }
+        });
+        let cpu_limit = raw
+            .cpu_limit
+            .as_ref()
+            .and_then(|text| match parse_duration(text) {
+                Ok(limit) if limit >= Duration::from_secs(1) => Some(limit),
+                Ok(_) => {
+                    self.issue(
+                        &key("cpu_limit"),
+                        format!(
+                            "expected at least 1s (the limit counts whole seconds), found {text:?}"
+                        ),
+                    );
+                    None
+                }
+                Err(message) => {
+                    self.issue(&key("cpu_limit"), message);
+                    None
+                }
+            });
+        if isolation == Isolation::Thread {
+            for (field, set) in [
+                ("memory_limit", memory_limit.is_some()),
+                ("cpu_limit", cpu_limit.is_some()),
+            ] {
+                if set {
+                    self.issue(
+                        &key(field),
+                        "applies only to isolation = \"process\" (a thread cannot be limited \
+                         alone); set isolation = \"process\" or remove it"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        if isolation == Isolation::Process && when_full == WhenFull::CallerRuns {
+            self.issue(
+                &key("when_full"),
+                "\"caller-runs\" conflicts with isolation = \"process\": the caller has no \
+                 worker process to run the task in; use \"block\" or \"reject\""
+                    .to_owned(),
+            );
+        }
         (self.issues.len() == before).then(|| PoolSettings {
             name: name.to_owned(),
             max_workers,
@@ -570,6 +690,10 @@ impl Validator<'_> {
             queue_capacity,
             when_full,
             thread_name_prefix,
+            isolation,
+            quarantine_after,
+            memory_limit,
+            cpu_limit,
         })
     }
 
@@ -733,6 +857,13 @@ pub fn to_raw(settings: &Settings) -> RawConfig {
                         queue_capacity: Some(pool.queue_capacity as i64),
                         when_full: Some(pool.when_full.as_str().to_owned()),
                         thread_name_prefix: Some(pool.thread_name_prefix.clone()),
+                        isolation: Some(pool.isolation.as_str().to_owned()),
+                        quarantine_after: (pool.isolation == Isolation::Process)
+                            .then_some(i64::from(pool.quarantine_after)),
+                        memory_limit: pool
+                            .memory_limit
+                            .map(|bytes| bytesize::ByteSize::b(bytes).display().iec().to_string()),
+                        cpu_limit: pool.cpu_limit.map(format_duration),
                     },
                 )
             })

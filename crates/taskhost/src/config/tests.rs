@@ -17,6 +17,11 @@ fn load_file(text: &str) -> Result<Loaded, ConfigError> {
     )
 }
 
+/// The error of the embedded default with `vars` as the environment.
+fn env_error(vars: &[(&str, &str)]) -> ConfigError {
+    load_from(EMBEDDED_DEFAULT, None, &env(vars)).unwrap_err()
+}
+
 fn issues(text: &str) -> Vec<String> {
     load_file(text)
         .unwrap_err()
@@ -519,4 +524,91 @@ fn an_integer_too_large_for_toml_names_the_line_and_key() {
     // The smallest and largest TOML integers parse, and are then checked against the limits.
     let found = issues("[pools.io]\nqueue_capacity = -9223372036854775808\n");
     assert!(found[0].contains("at least 0"), "{found:?}");
+}
+
+/// The TOML parser stops at the first integer too large for it: it used to be the only problem
+/// reported.
+#[test]
+fn every_integer_too_large_is_reported_with_the_files_other_problems() {
+    let found = issues(
+        "[run]\n\
+         max_line_bytes = 18446744073709551615\n\
+         max_in_flight = \"x\"\n\
+         [pools.io]\n\
+         max_workers = 99999999999999999999 # twenty nines\n\
+         [[routes]]\n\
+         task = \"x/*\"\n\
+         retries = -99999999999999999999\n\
+         [[jobs]]\n\
+         task = \"x/y\"\n\
+         inputs = [1, 99999999999999999999, \"99999999999999999999\"]\n",
+    );
+    let too_large = |line: u32, key: &str, literal: &str| {
+        format!(
+            "my.toml:{line}: key `{key}`: expected an integer of at most 9223372036854775807 \
+             (the largest TOML allows), found {literal}"
+        )
+    };
+    assert_eq!(
+        found,
+        [
+            too_large(2, "run.max_line_bytes", "18446744073709551615"),
+            "my.toml:3: key `run.max_in_flight`: wrong type: expected an integer, found string \"x\""
+                .to_owned(),
+            too_large(5, "pools.io.max_workers", "99999999999999999999"),
+            too_large(8, "routes[0].retries", "-99999999999999999999"),
+            too_large(11, "jobs[0].inputs", "99999999999999999999"),
+        ]
+    );
+}
+
+/// The `config` crate took `true` as 1, `1.5` as 2 and `"yes"` as 1 without a word.
+#[test]
+fn a_boolean_a_fraction_or_a_word_is_not_a_count() {
+    let found = issues(
+        "[run]\nmax_in_flight = true\nmax_line_bytes = 1.5\n[pools.io]\nmax_workers = \"yes\"\n\
+         queue_capacity = [8]\nmax_tasks_per_worker = \"7\"\n",
+    );
+    let wrong = |line: u32, key: &str, found: &str| {
+        format!("my.toml:{line}: key `{key}`: wrong type: expected an integer, found {found}")
+    };
+    assert_eq!(
+        found,
+        [
+            wrong(2, "run.max_in_flight", "boolean `true`"),
+            wrong(3, "run.max_line_bytes", "floating point `1.5`"),
+            wrong(5, "pools.io.max_workers", "string \"yes\""),
+            wrong(6, "pools.io.queue_capacity", "sequence"),
+        ]
+    );
+    // A string of digits is still a count (it is what an environment variable holds).
+    let loaded = load_file("[pools.io]\nmax_tasks_per_worker = \"7\"\n").unwrap();
+    assert_eq!(loaded.settings.pools["io"].max_tasks_per_worker, 7);
+    let error = env_error(&[
+        ("TASKHOST_RUN__MAX_IN_FLIGHT", "2.5"),
+        ("TASKHOST_POOLS__IO__MAX_WORKERS", "on"),
+        ("TASKHOST_RUN__MAX_LINE_BYTES", "4096"),
+    ]);
+    let found: Vec<String> = error.issues().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        found,
+        [
+            "environment variable TASKHOST_POOLS__IO__MAX_WORKERS: key `pools.io.max_workers`: \
+             wrong type: expected an integer, found string \"on\"",
+            "environment variable TASKHOST_RUN__MAX_IN_FLIGHT: key `run.max_in_flight`: wrong \
+             type: expected an integer, found floating point `2.5`",
+        ]
+    );
+}
+
+/// The `config` crate reads a variable's integer too large for 64 bits as a float: the message
+/// said `found 9223372036854775807`, which is not what was written.
+#[test]
+fn an_integer_too_large_in_the_environment_is_shown_as_written() {
+    assert_eq!(
+        env_error(&[("TASKHOST_RUN__MAX_IN_FLIGHT", "18446744073709551615")]).to_string(),
+        "invalid configuration: environment variable TASKHOST_RUN__MAX_IN_FLIGHT: key \
+         `run.max_in_flight`: expected an integer of at most 9223372036854775807, found \
+         18446744073709551615"
+    );
 }

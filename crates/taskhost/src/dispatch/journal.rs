@@ -11,10 +11,11 @@
 //! from a crash: it is ignored, and cut off before anything is appended. The journal is locked
 //! (`flock`) for the life of the run: a second run on it is refused.
 //!
-//! **What counts as finished.** Every final status — `ok`, `failed`, `panicked`, `timed_out`,
-//! `rejected`, `invalid` — except `cancelled`: an item cancelled by Ctrl-C / SIGTERM did not
-//! finish, so a resumed run does it again. (`rejected` counts as finished, including a rejection
-//! by a full queue with `when_full = "reject"`; to redo those, remove their ids from the journal.)
+//! **What counts as finished.** Every final status — `ok`, `failed`, `panicked`, `crashed`,
+//! `timed_out`, `rejected`, `invalid` — except `cancelled`: an item cancelled by Ctrl-C /
+//! SIGTERM did not finish, so a resumed run does it again. (`rejected` counts as finished,
+//! including a rejection by a full queue with `when_full = "reject"`; to redo those, remove
+//! their ids from the journal.)
 //!
 //! **Ordering and durability.** [`JournaledSink`] wraps the outcome sink. `write` writes the
 //! record to the sink and only remembers the id; a *commit* then (1) flushes the sink and, for an
@@ -78,12 +79,14 @@ pub enum JournalError {
     Locked { path: PathBuf },
     #[error(
         "journal {path} holds {records} finished items whose records went to {output}, \
-         which does not exist any more: restore it, or remove the journal to start over"
+         which {state}: restore it, or remove the journal to start over"
     )]
     OutputMissing {
         path: PathBuf,
         output: String,
         records: usize,
+        /// `does not exist any more`, or `is empty now`.
+        state: &'static str,
     },
 }
 
@@ -240,10 +243,10 @@ impl Journal {
     /// Opens (or creates) the journal at `path` and locks it for the life of the run.
     ///
     /// With `resume`, returns the ids it already holds (none when the file does not exist yet)
-    /// and cuts a torn last line off; a journal whose output is gone is refused, and another
-    /// output or a changed input is warned about. Without `resume`, a journal
-    /// that already holds records is refused, so that a forgotten `--resume` does not silently
-    /// redo finished work.
+    /// and cuts a torn last line off; a journal whose output is gone or emptied is refused, and
+    /// another output or a changed input is warned about. Without `resume`, a journal that
+    /// already holds records is refused, so that a forgotten `--resume` does not silently redo
+    /// finished work.
     pub fn open(
         path: &Path,
         resume: bool,
@@ -331,9 +334,9 @@ impl Journal {
     }
 }
 
-/// Refuses to resume into the journal's output when that file is gone (the finished items'
-/// records would be lost without a word); warns when this run's output or input is not the one
-/// the journal was started on.
+/// Refuses to resume into the journal's output when that file is gone or empty (the finished
+/// items' records would be lost without a word); warns when this run's output or input is not
+/// the one the journal was started on.
 fn check_identity(
     path: &Path,
     contents: &JournalContents,
@@ -348,7 +351,15 @@ fn check_identity(
         );
         return Ok(());
     };
-    let gone = then.output != "-" && !Path::new(&then.output).exists();
+    // The output held a record of every id the journal holds (each was journaled after its
+    // record was synced), so an output file gone or emptied since (`> out.jsonl`, or a run
+    // without `--journal` over it) has lost them.
+    let lost = match std::fs::metadata(&then.output) {
+        _ if then.output == "-" => None,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Some("does not exist any more"),
+        Ok(metadata) if metadata.is_file() && metadata.len() == 0 => Some("is empty now"),
+        _ => None,
+    };
     if then.output != now.output {
         // Allowed (the records are then split over two outputs), but never silently.
         tracing::warn!(
@@ -358,14 +369,15 @@ fn check_identity(
              {}{}; this run writes the rest to {}",
             contents.records,
             then.output,
-            if gone { " (which does not exist any more)" } else { "" },
+            lost.map(|state| format!(" (which {state})")).unwrap_or_default(),
             now.output
         );
-    } else if gone {
+    } else if let Some(state) = lost {
         return Err(JournalError::OutputMissing {
             path: path.to_owned(),
             output: then.output.clone(),
             records: contents.records,
+            state,
         });
     }
     if let Some(change) = then.input_change(now) {
@@ -490,8 +502,8 @@ pub fn entry_id(entry: &Entry) -> String {
 pub struct ResumeSource {
     inner: Box<dyn WorkSource>,
     done: HashSet<String>,
-    /// Every id read so far, with the line it was first on.
-    seen: HashMap<String, u64>,
+    /// Every id read so far, with the line it was first on and whether that line had no id.
+    seen: HashMap<String, (u64, bool)>,
     skipped: Arc<AtomicU64>,
 }
 
@@ -528,37 +540,43 @@ impl WorkSource for ResumeSource {
                 return Ok(None);
             };
             let line = entry.line;
-            let (body, task) = match entry.body {
+            // Whether the id is the line number because the line has none.
+            let (body, task, implicit) = match entry.body {
                 EntryBody::Line(bytes) => match parse_line(&bytes, line) {
                     Ok(item) => {
                         let task = Some(item.task.clone());
-                        (EntryBody::Item(item), task)
+                        // Looked for only when it matters: the id is the line number.
+                        let implicit = item.id == line.to_string() && !mentions_id(&bytes);
+                        (EntryBody::Item(item), task, implicit)
                     }
                     Err(invalid) => {
-                        let task = invalid.task.clone();
-                        (EntryBody::Line(bytes), task)
+                        let (task, implicit) = (invalid.task.clone(), invalid.id.is_none());
+                        (EntryBody::Line(bytes), task, implicit)
                     }
                 },
                 EntryBody::Item(item) => {
                     let task = Some(item.task.clone());
-                    (EntryBody::Item(item), task)
+                    (EntryBody::Item(item), task, false)
                 }
-                body => (body, None),
+                EntryBody::Refused(invalid) => {
+                    let implicit = invalid.id.is_none();
+                    (EntryBody::Refused(invalid), None, implicit)
+                }
+                body => (body, None, true),
             };
             let entry = Entry { line, body };
             let id = entry_id(&entry);
             match self.seen.entry(id) {
                 std::collections::hash_map::Entry::Occupied(first) => {
                     let id = first.key().clone();
-                    let implicit = if id == line.to_string() {
+                    let (first_line, first_implicit) = *first.get();
+                    let implicit = if implicit || first_implicit {
                         " (an item without an `id` takes its line number as id)"
                     } else {
                         ""
                     };
-                    let message = format!(
-                        "duplicate id {id:?}, first on line {}{implicit}",
-                        first.get()
-                    );
+                    let message =
+                        format!("duplicate id {id:?}, first on line {first_line}{implicit}");
                     return Ok(Some(Entry {
                         line,
                         body: EntryBody::Refused(InvalidLine {
@@ -570,11 +588,11 @@ impl WorkSource for ResumeSource {
                 }
                 std::collections::hash_map::Entry::Vacant(vacant) => {
                     if self.done.contains(vacant.key()) {
-                        vacant.insert(line);
+                        vacant.insert((line, implicit));
                         self.skipped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    vacant.insert(line);
+                    vacant.insert((line, implicit));
                 }
             }
             return Ok(Some(entry));
@@ -586,6 +604,11 @@ impl WorkSource for ResumeSource {
             .len_hint()
             .map(|n| n.saturating_sub(self.done.len() as u64))
     }
+}
+
+/// Whether a line's bytes hold `"id"` (a line that does not has no `id` field).
+fn mentions_id(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|window| window == b"\"id\"")
 }
 
 /// What the journal did in this run, for the summary.

@@ -14,9 +14,19 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use taskhost_loader::LoadOptions;
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use taskhost_loader::PluginSet;
+
 use super::*;
+use crate::config::settings::Settings;
 use crate::config::{load_from, EMBEDDED_DEFAULT};
+use crate::routing::Router;
+use crate::signals::Interrupts;
+use crate::sink::{Outcome, OutcomeSink, Status};
 use crate::source::JsonlSource;
+use crate::telemetry::SharedBar;
 
 /// The longest line the generated runs accept.
 const LIMIT: usize = 256;
@@ -204,7 +214,7 @@ fn run_lines_interrupted(
         }
     }
     let router = Router::new(settings.routes.clone());
-    let pools = Pools::build(settings).expect("building pools");
+    let pools = Pools::build(settings, None).expect("building pools");
     let catalog = Catalog::new(plugins, &router, &pools).expect("the catalog");
     let records = Records::default();
     let options = RunOptions {

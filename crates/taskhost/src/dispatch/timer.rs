@@ -2,13 +2,11 @@
 //! end of the grace that follows (give up on it) and a retry after its backoff (submit it again).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-
-use super::{lock, Job, Shared};
+use super::job::Job;
+use super::lock;
 
 /// Something to do at a given time.
 #[derive(Debug)]
@@ -80,15 +78,13 @@ impl Timer {
         lock(&self.state).shut_down = true;
         self.changed.notify_all();
     }
-}
 
-/// Starts the timer thread.
-pub(crate) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("taskhost-timer".to_owned())
-        .spawn(move || loop {
+    /// Runs the schedule on this thread, handing each action to `fire` when it is due, until
+    /// [`shut_down`](Self::shut_down).
+    pub(crate) fn run(&self, mut fire: impl FnMut(TimerAction)) {
+        loop {
             let action = {
-                let mut state = lock(&shared.timer.state);
+                let mut state = lock(&self.state);
                 loop {
                     if state.shut_down {
                         return;
@@ -101,28 +97,19 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>> {
                             }
                         }
                         Some((at, _)) => {
-                            state = shared
-                                .timer
+                            state = self
                                 .changed
                                 .wait_timeout(state, at - now)
                                 .unwrap_or_else(|e| e.into_inner())
                                 .0;
                         }
                         None => {
-                            state = shared
-                                .timer
-                                .changed
-                                .wait(state)
-                                .unwrap_or_else(|e| e.into_inner());
+                            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
                         }
                     }
                 }
             };
-            match action {
-                TimerAction::Timeout { seq, attempt } => shared.time_out(seq, attempt),
-                TimerAction::Abandon { seq, attempt } => shared.abandon(seq, attempt),
-                TimerAction::Retry(job) => shared.submit(*job),
-            }
-        })
-        .context("starting the timer thread")
+            fire(action);
+        }
+    }
 }

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 pub use child::serve;
 pub use parent::{ChildWorker, Crash};
@@ -27,14 +28,71 @@ pub(crate) const SOCKET_ENV: &str = "TASKHOST_WORKER_SOCKET";
 /// The hidden subcommand a child runs.
 pub const SERVE_COMMAND: &str = "__serve-worker";
 
+/// The environment variables that carry a pool's limits to its worker processes.
+pub(crate) const MEMORY_LIMIT_ENV: &str = "TASKHOST_WORKER_MEMORY_LIMIT";
+pub(crate) const CPU_LIMIT_ENV: &str = "TASKHOST_WORKER_CPU_LIMIT";
+/// The host's process id, so that a child started just as its host died notices.
+pub(crate) const PARENT_ENV: &str = "TASKHOST_WORKER_PARENT";
+
 /// How to start a child: the program and its arguments (the host's own binary, its
-/// configuration, the hidden subcommand).
+/// configuration, the hidden subcommand), and the pool's limits.
 #[derive(Debug, Clone)]
 pub struct ChildSpec {
     /// The program (normally `std::env::current_exe()`).
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<OsString>,
+    /// The limit on each child's address space, in bytes (`RLIMIT_AS`).
+    pub memory_limit: Option<u64>,
+    /// The limit on each task's CPU time (`RLIMIT_CPU`, moved on before each task).
+    pub cpu_limit: Option<Duration>,
+}
+
+impl ChildSpec {
+    /// A spec that runs `program` with `args`, without limits.
+    pub fn new(program: PathBuf, args: Vec<OsString>) -> ChildSpec {
+        ChildSpec {
+            program,
+            args,
+            memory_limit: None,
+            cpu_limit: None,
+        }
+    }
+
+    /// The same spec with one pool's limits.
+    pub fn for_pool(&self, memory_limit: Option<u64>, cpu_limit: Option<Duration>) -> ChildSpec {
+        ChildSpec {
+            memory_limit,
+            cpu_limit,
+            ..self.clone()
+        }
+    }
+
+    /// What a crash may be owed to, for its message: the limits this child ran under.
+    pub(crate) fn limits_note(&self, how: &str) -> String {
+        let mut notes = Vec::new();
+        if how.contains("SIGXCPU") {
+            if let Some(limit) = self.cpu_limit {
+                notes.push(format!(
+                    "it used up the pool's cpu_limit of {}",
+                    crate::config::duration::format_duration(limit)
+                ));
+            }
+        }
+        if how.contains("memory allocation") {
+            if let Some(limit) = self.memory_limit {
+                notes.push(format!(
+                    "it ran out of the pool's memory_limit of {}",
+                    bytesize::ByteSize::b(limit).display().iec()
+                ));
+            }
+        }
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join("; "))
+        }
+    }
 }
 
 /// Crashes in a row per plugin: a plugin that crashes on `limit` items in a row is quarantined

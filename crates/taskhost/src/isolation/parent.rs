@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 
 use super::protocol::{Outcome, Request, Response};
-use super::{ChildSpec, SOCKET_ENV};
-use taskhost_loader::TaskFailure;
+use super::{ChildSpec, CPU_LIMIT_ENV, MEMORY_LIMIT_ENV, PARENT_ENV, SOCKET_ENV};
+use taskhost_loader::{RunContext, TaskFailure, TracingContext};
 
 /// How often a waiting host looks at the task's cancel check and the clock.
 const POLL: Duration = Duration::from_millis(20);
@@ -56,6 +56,8 @@ struct Live {
     child: Child,
     socket: UnixStream,
     events: Receiver<Event>,
+    /// The threads that forward its stdout and stderr: they end when it has ended.
+    forwarders: Vec<thread::JoinHandle<()>>,
 }
 
 /// A child process that serves one executor worker's tasks, started on demand and replaced
@@ -68,6 +70,9 @@ pub struct ChildWorker {
     next_id: u64,
     /// The task running now, for the lines the child prints.
     running: Arc<Mutex<Option<String>>>,
+    /// A line the child wrote to stderr during the task that says why it died (an allocation
+    /// failure says so there).
+    last_stderr: Arc<Mutex<String>>,
 }
 
 /// [`Live`], kept apart so that `ChildWorker` can derive `Debug`.
@@ -91,6 +96,7 @@ impl ChildWorker {
             live: None,
             next_id: 0,
             running: Arc::new(Mutex::new(None)),
+            last_stderr: Arc::new(Mutex::new(String::new())),
         };
         if let Err(error) = this.start() {
             tracing::warn!(worker = %this.worker, error = %error, "isolation.start_failed");
@@ -104,18 +110,26 @@ impl ChildWorker {
     }
 
     fn start(&mut self) -> Result<(), Crash> {
-        let live = spawn_child(&self.spec, &self.worker, &self.running)
+        let live = spawn_child(&self.spec, &self.worker, &self.running, &self.last_stderr)
             .map_err(|e| Crash::NotStarted(format!("cannot start a worker process: {e:#}")))?;
+        tracing::debug!(
+            target: "taskhost::isolation",
+            worker = %self.worker,
+            pid = live.child.id(),
+            "worker_process.started"
+        );
         self.live = Some(LiveHandle(live));
         Ok(())
     }
 
-    /// Runs `task` on `input` in the child. `cancelled` is polled while it runs: once it turns
-    /// true the child is asked to stop the task, and killed if the task has not ended
-    /// `kill_after` later. `Err`: the child died or was killed (and will be replaced by the next
-    /// call), or could not be started.
+    /// Runs `task` (of `plugin`) on `input` in the child. `cancelled` is polled while it runs:
+    /// once it turns true the child is asked to stop the task, and killed if the task has not
+    /// ended `kill_after` later. What the task logs and reports as progress is emitted here, as
+    /// if it ran in this process. `Err`: the child died or was killed (and will be replaced by
+    /// the next call), or could not be started.
     pub fn run(
         &mut self,
+        plugin: &str,
         task: &str,
         input: &[u8],
         cancelled: &dyn Fn() -> bool,
@@ -132,11 +146,24 @@ impl ChildWorker {
             input: String::from_utf8_lossy(input).into_owned(),
         };
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.to_owned());
-        let result = self.exchange(id, task, &request, cancelled, kill_after);
+        self.last_stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let context = TracingContext::with_names(plugin, task);
+        let result = self.exchange(id, &context, &request, cancelled, kill_after);
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if result.is_err() {
+        if let Err(crash) = &result {
             // Whatever happened, this child is done; the next call starts another.
             if let Some(LiveHandle(live)) = self.live.take() {
+                tracing::warn!(
+                    target: "taskhost::isolation",
+                    worker = %self.worker,
+                    pid = live.child.id(),
+                    task,
+                    error = %crash,
+                    "worker_process.crashed"
+                );
                 end_child(live, Duration::ZERO);
             }
         }
@@ -146,16 +173,17 @@ impl ChildWorker {
     fn exchange(
         &mut self,
         id: u64,
-        task: &str,
+        context: &TracingContext<'_>,
         request: &Request,
         cancelled: &dyn Fn() -> bool,
         kill_after: Duration,
     ) -> Result<Result<Vec<u8>, TaskFailure>, Crash> {
+        let task = context_task(request);
         let Some(LiveHandle(live)) = self.live.as_mut() else {
             return Err(Crash::NotStarted("no worker process".into()));
         };
         if send(&live.socket, request).is_err() {
-            return Err(Crash::Died(died(live, task)));
+            return Err(Crash::Died(died(live, task, &self.spec, &self.last_stderr)));
         }
         let mut asked_to_stop: Option<Instant> = None;
         loop {
@@ -169,9 +197,19 @@ impl ChildWorker {
                         }),
                     });
                 }
+                Ok(Event::Message(Response::Log {
+                    id: from,
+                    level,
+                    message,
+                })) if from == id => context.log(level.level(), &message),
+                Ok(Event::Message(Response::Progress {
+                    id: from,
+                    done,
+                    total,
+                })) if from == id => context.progress(done, total),
                 Ok(Event::Message(_)) => {}
                 Ok(Event::Gone) | Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Crash::Died(died(live, task)));
+                    return Err(Crash::Died(died(live, task, &self.spec, &self.last_stderr)));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -203,8 +241,17 @@ impl Drop for ChildWorker {
     }
 }
 
-/// Waits for a child whose socket failed and says how it ended.
-fn died(live: &mut Live, task: &str) -> String {
+/// The task a request runs.
+fn context_task(request: &Request) -> &str {
+    match request {
+        Request::Run { task, .. } => task,
+        Request::Cancel { .. } => "-",
+    }
+}
+
+/// Waits for a child whose socket failed and says how it ended, and what a limit of its pool
+/// may have had to do with it.
+fn died(live: &mut Live, task: &str, spec: &ChildSpec, last_stderr: &Mutex<String>) -> String {
     // The socket closes as the process exits; its status follows within moments.
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
@@ -217,8 +264,18 @@ fn died(live: &mut Live, task: &str) -> String {
             }
         }
     };
+    // What it wrote last (an allocation failure says so on stderr) is read to the end.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while live.forwarders.iter().any(|f| !f.is_finished()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(2));
+    }
     match status {
-        Some(status) => format!("worker process {} while running {task}", describe(status)),
+        Some(status) => {
+            let how = describe(status);
+            let last = last_stderr.lock().unwrap_or_else(|e| e.into_inner());
+            let note = spec.limits_note(&format!("{how} {last}"));
+            format!("worker process {how} while running {task}{note}")
+        }
         None => format!("worker process lost while running {task}"),
     }
 }
@@ -320,6 +377,7 @@ fn spawn_child(
     spec: &ChildSpec,
     worker: &str,
     running: &Arc<Mutex<Option<String>>>,
+    last_stderr: &Arc<Mutex<String>>,
 ) -> anyhow::Result<Live> {
     use anyhow::Context;
     let dir = SocketDir::new(worker).context("creating the worker socket's folder")?;
@@ -332,12 +390,20 @@ fn spawn_child(
         .args(&spec.args)
         .env(SOCKET_ENV, &path)
         .env("TASKHOST_WORKER_NAME", worker)
+        .env(PARENT_ENV, std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(bytes) = spec.memory_limit {
+        command.env(MEMORY_LIMIT_ENV, bytes.to_string());
+    }
+    if let Some(limit) = spec.cpu_limit {
+        command.env(CPU_LIMIT_ENV, limit.as_secs().max(1).to_string());
+    }
     let mut child = command
         .spawn()
         .with_context(|| format!("starting {}", spec.program.display()))?;
+    let mut forwarders = Vec::new();
     for (stream, pipe) in [
         (
             "stdout",
@@ -355,7 +421,15 @@ fn spawn_child(
         ),
     ] {
         if let Some(pipe) = pipe {
-            forward_output(pipe, stream, worker, child.id(), Arc::clone(running));
+            let last = (stream == "stderr").then(|| Arc::clone(last_stderr));
+            forwarders.extend(forward_output(
+                pipe,
+                stream,
+                worker,
+                child.id(),
+                Arc::clone(running),
+                last,
+            ));
         }
     }
     let socket = match accept(&listener, &mut child) {
@@ -392,6 +466,7 @@ fn spawn_child(
         child,
         socket,
         events,
+        forwarders,
     };
     wait_ready(&mut live)?;
     Ok(live)
@@ -436,32 +511,42 @@ fn wait_ready(live: &mut Live) -> anyhow::Result<()> {
     }
 }
 
-/// Turns what the child prints into tracing events naming the worker and the task it ran.
+/// Turns what the child prints into tracing events (`plugin.output`, warnings) naming the
+/// worker and the task it ran.
 fn forward_output(
     pipe: Box<dyn Read + Send>,
     stream: &'static str,
     worker: &str,
     pid: u32,
     running: Arc<Mutex<Option<String>>>,
-) {
+    last: Option<Arc<Mutex<String>>>,
+) -> Option<thread::JoinHandle<()>> {
     let worker = worker.to_owned();
-    let _ = thread::Builder::new()
+    thread::Builder::new()
         .name(format!("{worker}-{stream}"))
         .spawn(move || {
             for line in BufReader::new(pipe).split(b'\n') {
                 let Ok(line) = line else { return };
+                let line = String::from_utf8_lossy(&line);
                 let task = running.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                tracing::info!(
+                // Warnings: in a thread pool the same lines reach the terminal as they are.
+                tracing::warn!(
                     target: "taskhost::isolation",
                     worker = %worker,
                     pid,
                     stream,
                     task = task.as_deref().unwrap_or("-"),
-                    line = %String::from_utf8_lossy(&line),
+                    line = %line,
                     "plugin.output"
                 );
+                // What says why the process is about to die (an allocation failure): kept
+                // until the next task starts.
+                if let Some(last) = last.as_ref().filter(|_| line.contains("memory allocation")) {
+                    *last.lock().unwrap_or_else(|e| e.into_inner()) = line.into_owned();
+                }
             }
-        });
+        })
+        .ok()
 }
 
 /// The socket path a child was given (for the child side).

@@ -28,6 +28,53 @@ pub(crate) enum Response {
     Refused { error: String },
     /// Task `id` ended.
     Done { id: u64, outcome: Outcome },
+    /// Task `id` logged a record (the host re-emits it as if the task ran in the host).
+    Log {
+        id: u64,
+        level: LevelCode,
+        message: String,
+    },
+    /// Task `id` reported progress.
+    Progress {
+        id: u64,
+        done: u64,
+        total: Option<u64>,
+    },
+}
+
+/// A `LogLevel` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LevelCode {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LevelCode {
+    pub(crate) fn from_level(level: taskhost_loader::LogLevel) -> LevelCode {
+        use taskhost_loader::LogLevel;
+        match level {
+            LogLevel::Error => LevelCode::Error,
+            LogLevel::Warn => LevelCode::Warn,
+            LogLevel::Info => LevelCode::Info,
+            LogLevel::Debug => LevelCode::Debug,
+            LogLevel::Trace => LevelCode::Trace,
+        }
+    }
+
+    pub(crate) fn level(self) -> taskhost_loader::LogLevel {
+        use taskhost_loader::LogLevel;
+        match self {
+            LevelCode::Error => LogLevel::Error,
+            LevelCode::Warn => LogLevel::Warn,
+            LevelCode::Info => LogLevel::Info,
+            LevelCode::Debug => LogLevel::Debug,
+            LevelCode::Trace => LogLevel::Trace,
+        }
+    }
 }
 
 /// How a task ended in the child.

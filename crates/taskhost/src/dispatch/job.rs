@@ -1,0 +1,46 @@
+//! One entry on its way through a pool: what an attempt carries, and what it returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use taskhost_loader::TaskFailure;
+
+use super::catalog::ResolvedTask;
+use crate::source::WorkItem;
+
+/// What one attempt returns from the worker: the plugin's output bytes, or why there are none.
+pub(crate) type AttemptResult = Result<Vec<u8>, AttemptFailure>;
+
+/// Why an attempt has no output.
+#[derive(Debug)]
+pub(crate) enum AttemptFailure {
+    /// The plugin reported a failure (in this process or in a worker process).
+    Plugin(TaskFailure),
+    /// The worker process died while running the task (a signal, an exit, a broken socket).
+    Crashed(String),
+    /// The task ignored a stop request (a timeout, the end of the run) for longer than the
+    /// kill grace: its worker process was killed.
+    Killed(String),
+    /// No worker process could be started to run it.
+    NotStarted(String),
+    /// Its plugin crashed on too many items in a row: the task was not run.
+    Quarantined(String),
+}
+
+/// One entry on its way through a pool, from its first attempt to its outcome.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// The entry's place in the run (the writer's order with `--ordered`).
+    pub(crate) seq: u64,
+    /// Its line in the input.
+    pub(crate) line: u64,
+    pub(crate) item: WorkItem,
+    pub(crate) task: Arc<ResolvedTask>,
+    /// 1 for the first attempt.
+    pub(crate) attempt: u32,
+    /// Time spent queued and running, summed over the attempts so far.
+    pub(crate) waited: Duration,
+    pub(crate) ran: Duration,
+    /// The item's span: every event about it carries its id, task, plugin, pool and line.
+    pub(crate) span: tracing::Span,
+}
