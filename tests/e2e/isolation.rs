@@ -50,7 +50,10 @@ fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 /// Exactly one record per input line, 1..=n.
 fn assert_one_record_per_line(run: &Run, n: usize) -> BTreeMap<String, Value> {
     let outcomes = run.outcomes();
-    let mut lines: Vec<u64> = outcomes.iter().map(|o| o["line"].as_u64().unwrap()).collect();
+    let mut lines: Vec<u64> = outcomes
+        .iter()
+        .map(|o| o["line"].as_u64().unwrap())
+        .collect();
     lines.sort_unstable();
     assert_eq!(
         lines,
@@ -76,12 +79,42 @@ fn error(records: &BTreeMap<String, Value>, id: &str) -> String {
 fn a_batch_with_crashes_costs_exactly_the_crashing_items() {
     let dir = isolated("max_workers = 2\nquarantine_after = 0", "");
     let bad = [
-        (100, json!({"how": "segv"}), "testkit/crash", "killed by SIGSEGV"),
-        (200, json!({"how": "abort"}), "testkit/crash", "killed by SIGABRT"),
-        (300, json!({"code": 3}), "testkit/exit", "exited with code 3"),
-        (400, json!({"how": "overflow"}), "testkit/crash", "killed by SIG"),
-        (500, json!({"how": "segv"}), "testkit/crash", "killed by SIGSEGV"),
-        (600, json!({"code": 0}), "testkit/exit", "exited with code 0"),
+        (
+            100,
+            json!({"how": "segv"}),
+            "testkit/crash",
+            "killed by SIGSEGV",
+        ),
+        (
+            200,
+            json!({"how": "abort"}),
+            "testkit/crash",
+            "killed by SIGABRT",
+        ),
+        (
+            300,
+            json!({"code": 3}),
+            "testkit/exit",
+            "exited with code 3",
+        ),
+        (
+            400,
+            json!({"how": "overflow"}),
+            "testkit/crash",
+            "killed by SIG",
+        ),
+        (
+            500,
+            json!({"how": "segv"}),
+            "testkit/crash",
+            "killed by SIGSEGV",
+        ),
+        (
+            600,
+            json!({"code": 0}),
+            "testkit/exit",
+            "exited with code 0",
+        ),
     ];
     let items: Vec<Value> = (0..1000)
         .map(|i| {
@@ -108,7 +141,11 @@ fn a_batch_with_crashes_costs_exactly_the_crashing_items() {
         let id = format!("i{i}");
         assert_eq!(status(&records, &id), "crashed", "{:?}", records[&id]);
         let expected = format!("worker process {how}");
-        assert!(error(&records, &id).starts_with(&expected), "{:?}", records[&id]);
+        assert!(
+            error(&records, &id).starts_with(&expected),
+            "{:?}",
+            records[&id]
+        );
         assert!(error(&records, &id).contains(&format!("while running {task}")));
     }
     let not_ok: Vec<&String> = records
@@ -116,8 +153,16 @@ fn a_batch_with_crashes_costs_exactly_the_crashing_items() {
         .filter(|(_, r)| r["status"] != "ok")
         .map(|(id, _)| id)
         .collect();
-    assert_eq!(not_ok.len(), bad.len(), "only the bad items fail: {not_ok:?}");
-    assert_eq!(records["i8"]["output"], json!({"n": 8}), "C plugins run isolated too");
+    assert_eq!(
+        not_ok.len(),
+        bad.len(),
+        "only the bad items fail: {not_ok:?}"
+    );
+    assert_eq!(
+        records["i8"]["output"],
+        json!({"n": 8}),
+        "C plugins run isolated too"
+    );
     assert!(
         run.stderr.contains("noise on stdout"),
         "what a plugin prints reaches the log"
@@ -173,7 +218,11 @@ fn ctrl_c_with_hung_tasks_ends_within_the_grace() {
     ];
     let input = dir.write("in.jsonl", &jsonl(&items));
     let child = dir.spawn(&["run", "--input", input.to_str().unwrap()]);
-    assert!(eventually(Duration::from_secs(20), || worker_processes(&dir).len() == 3));
+    assert!(eventually(Duration::from_secs(20), || worker_processes(
+        &dir
+    )
+    .len()
+        == 3));
     std::thread::sleep(Duration::from_millis(300));
     let signalled = Instant::now();
     crate::signals::send_signal(&child, "INT");
@@ -186,8 +235,14 @@ fn ctrl_c_with_hung_tasks_ends_within_the_grace() {
         assert_eq!(status(&records, id), "cancelled", "{:?}", records[id]);
     }
     assert!(error(&records, "stuck").contains("worker process was killed"));
-    assert!(!error(&records, "polite").contains("killed"), "it stopped when asked");
-    assert!(eventually(Duration::from_secs(5), || worker_processes(&dir).is_empty()));
+    assert!(
+        !error(&records, "polite").contains("killed"),
+        "it stopped when asked"
+    );
+    assert!(eventually(Duration::from_secs(5), || worker_processes(
+        &dir
+    )
+    .is_empty()));
 }
 
 /// An item that crashes on its first attempt only succeeds on the retry its route allows.
@@ -261,7 +316,8 @@ fn a_task_past_a_limit_is_crashed_and_names_the_limit() {
     );
     assert_eq!(status(&records, "spin"), "crashed");
     assert!(
-        error(&records, "spin").contains("SIGXCPU") && error(&records, "spin").contains("cpu_limit of 1s"),
+        error(&records, "spin").contains("SIGXCPU")
+            && error(&records, "spin").contains("cpu_limit of 1s"),
         "{:?}",
         records["spin"]
     );
@@ -283,7 +339,10 @@ fn logs_from_a_worker_process_read_as_in_process() {
         .unwrap_or_else(|| panic!("no plugin warning\n{}", run.stderr));
     assert_eq!(warn["fields"]["plugin"], "testkit");
     assert_eq!(warn["fields"]["task"], "testkit/log");
-    assert!(warn["fields"]["message"].as_str().unwrap().contains("hello"));
+    assert!(warn["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("hello"));
 }
 
 /// `kill -9` of the host: its worker processes end with it (no orphan).
@@ -296,7 +355,8 @@ fn no_worker_process_outlives_a_killed_host() {
     let input = dir.write("in.jsonl", &jsonl(&items));
     let mut child = dir.spawn(&["run", "--input", input.to_str().unwrap()]);
     assert!(
-        eventually(Duration::from_secs(20), || worker_processes(&dir).len() == 3),
+        eventually(Duration::from_secs(20), || worker_processes(&dir).len()
+            == 3),
         "{:?}",
         worker_processes(&dir)
     );
@@ -314,7 +374,11 @@ fn no_worker_process_outlives_a_killed_host() {
 fn isolation_settings_are_checked() {
     let dir = Dir::new();
     for (toml, key, says) in [
-        ("isolation = \"fork\"", "pools.p.isolation", "expected one of"),
+        (
+            "isolation = \"fork\"",
+            "pools.p.isolation",
+            "expected one of",
+        ),
         (
             "memory_limit = \"1 GiB\"",
             "pools.p.memory_limit",
@@ -356,5 +420,9 @@ fn plugins_and_config_show_say_which_pools_are_isolated() {
     assert!(line.contains("pool iso (isolated)"), "{line}");
     let show = dir.run(&["config", "show"], "");
     show.assert_code(0);
-    assert!(show.stdout.contains("isolation = \"process\""), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("isolation = \"process\""),
+        "{}",
+        show.stdout
+    );
 }

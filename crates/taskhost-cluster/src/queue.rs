@@ -13,7 +13,7 @@ use async_nats::HeaderMap;
 use crate::client::Client;
 use crate::error::ClusterError;
 use crate::names::{self, RunId, Token, ITEM_HEADER, RUN_HEADER};
-use crate::pull::PluginQueue;
+use crate::pull::{ConsumerState, PluginQueue};
 use crate::reader::{CancelListener, DeadLetters, Results};
 
 /// How many publications of [`Queue::publish_items`] wait for their ack at once.
@@ -313,6 +313,22 @@ impl Queue {
         Ok(PluginQueue::new(self.client.clone(), consumer, plugin))
     }
 
+    /// The server's counts for one plugin's items, without creating its consumer: `None` when
+    /// no worker of that plugin has ever started (nothing will take its items).
+    pub fn plugin_state(&self, plugin: &str) -> Result<Option<ConsumerState>, ClusterError> {
+        use async_nats::jetstream::context::ConsumerInfoErrorKind;
+        let token = Token::new("plugin", plugin)?;
+        let name = self.client.names().consumer_name(&token);
+        let action = format!("reading the state of plugin {plugin}'s queue");
+        self.client.block_on(async {
+            match self.items.consumer_info(&name).await {
+                Ok(info) => Ok(Some(ConsumerState::from_info(&info))),
+                Err(error) if error.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),
+                Err(error) => Err(ClusterError::request(action, error)),
+            }
+        })
+    }
+
     /// Reads the outcomes of `run_id`, from the first one stored, each item once.
     pub fn results(&self, run_id: &str) -> Result<Results, ClusterError> {
         let run_id = RunId::new(run_id)?;
@@ -372,21 +388,53 @@ pub(crate) fn publish_outcome(
     item_id: &str,
     payload: &[u8],
 ) -> Result<Published, ClusterError> {
-    let run = RunId::new(run_id)?;
-    let subject = client.names().results_subject(&run);
-    let action = format!("publishing the outcome of item {item_id:?} of run {run_id}");
-    client.block_on(async {
+    let outcome = OutcomeMessage::new(client, run_id, item_id, payload.to_vec())?;
+    client.block_on(outcome.publish())
+}
+
+/// An outcome ready to publish: everything it needs, without the [`Client`] (so that it can
+/// travel into a task on the runtime).
+pub(crate) struct OutcomeMessage {
+    jetstream: jetstream::Context,
+    subject: String,
+    publish: PublishMessage,
+    action: String,
+}
+
+impl OutcomeMessage {
+    pub(crate) fn new(
+        client: &Client,
+        run_id: &str,
+        item_id: &str,
+        payload: Vec<u8>,
+    ) -> Result<OutcomeMessage, ClusterError> {
+        let run = RunId::new(run_id)?;
         let publish = PublishMessage::build()
-            .payload(payload.to_vec().into())
+            .payload(payload.into())
             .headers(ids_headers(&run, item_id))
             .message_id(names::message_id(&run, item_id));
-        let ack = client
-            .jetstream()
+        Ok(OutcomeMessage {
+            jetstream: client.jetstream().clone(),
+            subject: client.names().results_subject(&run),
+            publish,
+            action: format!("publishing the outcome of item {item_id:?} of run {run_id}"),
+        })
+    }
+
+    /// Publishes and waits until the server has stored it (or dropped it as a duplicate).
+    pub(crate) async fn publish(self) -> Result<Published, ClusterError> {
+        let OutcomeMessage {
+            jetstream,
+            subject,
+            publish,
+            action,
+        } = self;
+        let ack = jetstream
             .send_publish(subject, publish)
             .await
             .map_err(|error| ClusterError::request(action.clone(), error))?;
         await_ack(action, ack).await
-    })
+    }
 }
 
 fn ids_headers(run_id: &RunId, item_id: &str) -> HeaderMap {

@@ -217,3 +217,58 @@ fn finish_stores_the_outcome_and_then_acks() {
     // Acked: not redelivered after ack_wait.
     assert!(pull_n(&testkit, 1, Duration::from_millis(1800)).is_empty());
 }
+
+#[test]
+fn finishing_in_the_background_publishes_then_acks_each_item() {
+    let server = NatsServer::start();
+    let queue = open(settings(&server).ack_wait(Duration::from_secs(30)));
+    assert_eq!(
+        queue.plugin_state("testkit").unwrap(),
+        None,
+        "no consumer yet"
+    );
+    let ids: Vec<String> = (0..50).map(|n| n.to_string()).collect();
+    let items: Vec<_> = ids.iter().map(|id| echo("bg", id)).collect();
+    for result in queue.publish_items(&items) {
+        result.unwrap();
+    }
+    let testkit = queue.plugin_queue("testkit").unwrap();
+    let state = queue.plugin_state("testkit").unwrap().expect("created");
+    assert_eq!(state.pending, 50);
+    let deliveries = pull_n(&testkit, 50, Duration::from_secs(10));
+    assert_eq!(deliveries.len(), 50);
+    let (sender, finished) = std::sync::mpsc::channel();
+    for delivery in deliveries {
+        let outcome = format!("out-{}", delivery.item_id()).into_bytes();
+        let sender = sender.clone();
+        delivery.finish_in_background(outcome, move |result| {
+            let _ = sender.send(result.map(|published| published.duplicate));
+        });
+    }
+    for _ in 0..50 {
+        let duplicate = finished.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(duplicate, Ok(false));
+    }
+    // Acked: nothing pending, nothing leased, nothing comes back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut state = testkit.state().unwrap();
+    while state.ack_pending > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        state = testkit.state().unwrap();
+    }
+    assert_eq!((state.pending, state.ack_pending), (0, 0), "{state:?}");
+    assert!(testkit
+        .fetch(1, Duration::from_millis(300))
+        .unwrap()
+        .is_empty());
+    let mut results = queue.results("bg").unwrap();
+    let mut outcomes = HashMap::new();
+    while outcomes.len() < 50 {
+        let outcome = results
+            .next(Duration::from_secs(5))
+            .unwrap()
+            .expect("an outcome");
+        outcomes.insert(outcome.item_id.clone(), outcome.payload);
+    }
+    assert_eq!(outcomes["7"], b"out-7");
+}
