@@ -639,6 +639,7 @@ fn execute(
         max_in_flight: settings.run.max_in_flight,
         shutdown_grace: settings.run.shutdown_grace,
         progress: !cli.global.no_progress,
+        control: Default::default(),
     };
     let Host {
         plugins,
