@@ -31,6 +31,7 @@
 //! | one run's outcomes | `taskhost.results.<run>`, `Nats-Msg-Id: <run>:<item>` |
 //! | dead letters: the max-deliveries advisories, stored | `taskhost_dead`, subjects `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.taskhost_items.*` |
 //! | cancels of running items (core NATS, not stored) | `taskhost.cancel.<run>`, payload empty (the run) or `item:<item>` |
+//! | heartbeats of workers (core NATS, not stored) | `taskhost.workers.<worker>`, payload the host's |
 //!
 //! Why so: a subject per plugin lets a worker pull only items of plugins it has loaded (a work
 //! queue stream allows one consumer per subject, and plugins never overlap); the task in the
@@ -97,8 +98,10 @@ pub mod testing;
 pub use client::Client;
 pub use error::ClusterError;
 pub use pull::{ConsumerState, Delivery, FinishError, PluginQueue};
-pub use queue::{NewItem, Published, Queue, QueuedItem};
-pub use reader::{Cancel, CancelListener, DeadLetter, DeadLetters, Outcome, Results};
+pub use queue::{NewItem, Published, Queue, QueueCounts, QueuedItem};
+pub use reader::{
+    Cancel, CancelListener, DeadLetter, DeadLetters, Heartbeat, Heartbeats, Outcome, Results,
+};
 pub use settings::{
     ClusterSettings, ClusterSettingsBuilder, Credentials, InvalidSettings, SettingsError,
 };

@@ -11,6 +11,7 @@
 //! | one run's outcomes | subject `taskhost.results.<run id>` |
 //! | dead letters (limits retention) | `taskhost_dead`, subjects `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.taskhost_items.*` |
 //! | cancels (core NATS, not stored) | subject `taskhost.cancel.<run id>` |
+//! | heartbeats (core NATS, not stored) | subject `taskhost.workers.<worker>` |
 //!
 //! Plugin and task names may hold `.` (the loader allows `[A-Za-z0-9_.-]`), which splits NATS
 //! subjects, so a name becomes a subject token with `.` written as `~` (a character no name
@@ -93,6 +94,15 @@ impl Names {
 
     pub(crate) fn cancel_subjects(&self) -> String {
         format!("{}.cancel.*", self.prefix)
+    }
+
+    /// `<prefix>.workers.<worker>`: a worker's heartbeats (core NATS, not stored).
+    pub(crate) fn heartbeat_subject(&self, worker: &Token) -> String {
+        format!("{}.workers.{}", self.prefix, worker.0)
+    }
+
+    pub(crate) fn heartbeat_subjects(&self) -> String {
+        format!("{}.workers.*", self.prefix)
     }
 
     /// The run id from a cancel subject, `None` for any other subject.

@@ -14,7 +14,7 @@ use crate::client::Client;
 use crate::error::ClusterError;
 use crate::names::{self, RunId, Token, ITEM_HEADER, RUN_HEADER};
 use crate::pull::{ConsumerState, PluginQueue};
-use crate::reader::{CancelListener, DeadLetters, Results};
+use crate::reader::{CancelListener, DeadLetters, Heartbeats, Results};
 
 /// How many publications of [`Queue::publish_items`] wait for their ack at once.
 const PUBLISH_WINDOW: usize = 256;
@@ -60,6 +60,18 @@ pub struct QueuedItem {
     pub task: String,
     /// What it carries.
     pub payload: Vec<u8>,
+}
+
+/// What [`Queue::counts`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Items in the queue (waiting, or running and not acked yet) per plugin and task, by name.
+    pub queued: Vec<(String, String, u64)>,
+    /// Each plugin's consumer (a plugin that some worker has served), by name.
+    pub plugins: Vec<(String, ConsumerState)>,
+    /// Max-deliveries advisories kept (items the server gave up on, within
+    /// `results_max_age`).
+    pub dead_letters: u64,
 }
 
 /// The streams of one cluster (one prefix) on the server: items, results and dead letters.
@@ -373,6 +385,73 @@ impl Queue {
                 .map_err(|error| ClusterError::request(action.clone(), error))
         })?;
         self.client.flush()
+    }
+
+    /// Announces that worker `worker` (a name of `A-Z a-z 0-9 _ - .`) is alive, with
+    /// `payload` (what it serves; the crate never looks inside). Not stored: only
+    /// [`Heartbeats`] listening now hear it.
+    pub fn publish_heartbeat(&self, worker: &str, payload: &[u8]) -> Result<(), ClusterError> {
+        let token = Token::new("worker name", worker)?;
+        let subject = self.client.names().heartbeat_subject(&token);
+        let action = format!("publishing the heartbeat of worker {worker}");
+        self.client.block_on(async {
+            self.client
+                .nats()
+                .publish(subject, payload.to_vec().into())
+                .await
+                .map_err(|error| ClusterError::request(action, error))
+        })
+    }
+
+    /// Listens for the heartbeats of every worker, from now on.
+    pub fn heartbeats(&self) -> Result<Heartbeats, ClusterError> {
+        Heartbeats::open(&self.client)
+    }
+
+    /// What the server holds now: items per plugin and task, each plugin consumer's counts,
+    /// and the dead letters kept.
+    pub fn counts(&self) -> Result<QueueCounts, ClusterError> {
+        use futures_util::StreamExt;
+        let names = self.client.names();
+        let action = "reading the queue's counts";
+        self.client.block_on(async {
+            let mut queued = Vec::new();
+            let mut subjects = self
+                .items
+                .info_with_subjects(names.items_subjects())
+                .await
+                .map_err(|error| ClusterError::request(action, error))?;
+            while let Some(subject) = subjects.next().await {
+                let (subject, count) =
+                    subject.map_err(|error| ClusterError::request(action, error))?;
+                if let Some((plugin, task)) = names.plugin_and_task_of(&subject) {
+                    queued.push((plugin, task, count as u64));
+                }
+            }
+            queued.sort();
+            let mut plugins = Vec::new();
+            let mut consumers = self.items.consumers();
+            while let Some(info) = consumers.next().await {
+                let info = info.map_err(|error| ClusterError::request(action, error))?;
+                plugins.push((
+                    names::decode_token(&info.name),
+                    ConsumerState::from_info(&info),
+                ));
+            }
+            plugins.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut dead_letters = self.dead_letters.clone();
+            let dead = dead_letters
+                .info()
+                .await
+                .map_err(|error| ClusterError::request(action, error))?
+                .state
+                .messages;
+            Ok(QueueCounts {
+                queued,
+                plugins,
+                dead_letters: dead,
+            })
+        })
     }
 
     /// Listens for cancels of every run, from now on (see [`Queue::cancel_run`]).

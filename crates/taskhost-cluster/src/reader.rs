@@ -279,25 +279,9 @@ impl fmt::Debug for CancelListener {
 impl CancelListener {
     pub(crate) fn open(client: &Client) -> Result<CancelListener, ClusterError> {
         let subject = client.names().cancel_subjects();
-        let action = format!("listening on {subject}");
-        let subscriber = client.block_on(async {
-            let subscriber = client
-                .nats()
-                .subscribe(subject)
-                .await
-                .map_err(|error| ClusterError::request(action.clone(), error))?;
-            // Once flushed, the server has the subscription: no cancel sent after `open`
-            // returns is missed.
-            client
-                .nats()
-                .flush()
-                .await
-                .map_err(|error| ClusterError::request(action, error))?;
-            Ok::<_, ClusterError>(subscriber)
-        })?;
         Ok(CancelListener {
             client: client.clone(),
-            subscriber,
+            subscriber: subscribe(client, subject)?,
         })
     }
 
@@ -306,18 +290,14 @@ impl CancelListener {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let message = match self
-                .client
-                .block_on(async { tokio::time::timeout(left, self.subscriber.next()).await })
-            {
-                Err(_elapsed) => return Ok(None),
-                Ok(None) => {
-                    return Err(ClusterError::request(
-                        "listening for cancels",
-                        "the subscription ended",
-                    ))
-                }
-                Ok(Some(message)) => message,
+            let Some(message) = next_on(
+                &self.client,
+                &mut self.subscriber,
+                left,
+                "listening for cancels",
+            )?
+            else {
+                return Ok(None);
             };
             let names = self.client.names();
             let Some(run_id) = names.run_of_cancel_subject(message.subject.as_str()) else {
@@ -341,4 +321,87 @@ impl CancelListener {
             }));
         }
     }
+}
+
+/// One worker's heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The worker's name.
+    pub worker: String,
+    /// What it published.
+    pub payload: Vec<u8>,
+}
+
+/// Hears the heartbeats of every worker of this cluster, from the moment it was made. Made by
+/// [`Queue::heartbeats`]; workers send them with [`Queue::publish_heartbeat`].
+pub struct Heartbeats {
+    client: Client,
+    subscriber: async_nats::Subscriber,
+}
+
+impl fmt::Debug for Heartbeats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Heartbeats").finish_non_exhaustive()
+    }
+}
+
+impl Heartbeats {
+    pub(crate) fn open(client: &Client) -> Result<Heartbeats, ClusterError> {
+        let subject = client.names().heartbeat_subjects();
+        Ok(Heartbeats {
+            client: client.clone(),
+            subscriber: subscribe(client, subject)?,
+        })
+    }
+
+    /// The next heartbeat within `wait`; `None` when none came.
+    pub fn next(&mut self, wait: Duration) -> Result<Option<Heartbeat>, ClusterError> {
+        let what = "listening for heartbeats";
+        let Some(message) = next_on(&self.client, &mut self.subscriber, wait, what)? else {
+            return Ok(None);
+        };
+        let worker = message
+            .subject
+            .rsplit('.')
+            .next()
+            .map(names::decode_token)
+            .unwrap_or_default();
+        Ok(Some(Heartbeat {
+            worker,
+            payload: message.payload.to_vec(),
+        }))
+    }
+}
+
+/// The next message of a subscription within `wait`, `None` when none came.
+fn next_on(
+    client: &Client,
+    subscriber: &mut async_nats::Subscriber,
+    wait: Duration,
+    what: &str,
+) -> Result<Option<async_nats::Message>, ClusterError> {
+    match client.block_on(async { tokio::time::timeout(wait, subscriber.next()).await }) {
+        Err(_elapsed) => Ok(None),
+        Ok(None) => Err(ClusterError::request(what, "the subscription ended")),
+        Ok(Some(message)) => Ok(Some(message)),
+    }
+}
+
+/// Subscribes to `subject` and waits until the server has the subscription, so that nothing
+/// published after this returns is missed.
+fn subscribe(client: &Client, subject: String) -> Result<async_nats::Subscriber, ClusterError> {
+    let action = format!("listening on {subject}");
+    client.block_on(async {
+        let subscriber = client
+            .nats()
+            .subscribe(subject)
+            .await
+            .map_err(|error| ClusterError::request(action.clone(), error))?;
+        client
+            .nats()
+            .flush()
+            .await
+            .map_err(|error| ClusterError::request(action, error))?;
+        Ok::<_, ClusterError>(subscriber)
+    })
 }

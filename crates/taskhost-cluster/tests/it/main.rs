@@ -11,5 +11,6 @@ mod pull;
 mod restart;
 mod results;
 mod setup;
+mod status;
 mod support;
 mod tls;
