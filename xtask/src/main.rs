@@ -536,7 +536,14 @@ fn bench(rest: &[String]) -> Result<()> {
     // Scenarios 5 and 6 call the release plugins and the release host binary.
     build_plugins(true)?;
     run(cargo().args(["build", "--release", "--quiet", "--package", "taskhost"]))?;
+    // Scenario 9 starts a nats-server; without one it is skipped with the reason.
+    let nats_server = ensure_nats_server(&metadata()?.target_directory)
+        .map_err(|error| eprintln!("warning: scenario 9 will be skipped: {error:#}"))
+        .ok();
     let mut command = cargo();
+    if let Some(nats_server) = &nats_server {
+        command.env("NATS_SERVER", nats_server);
+    }
     command.args([
         "run",
         "--release",

@@ -5,6 +5,7 @@
 //! Markdown to stdout; progress goes to stderr.
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod external;
 mod pools;
 mod procfs;
@@ -33,7 +34,8 @@ USAGE:
 OPTIONS:
   --quick             fewer tasks and repetitions (under 2 minutes on 2 cores)
   --scenario NAME     run only this scenario (repeatable): throughput, round-trip,
-                      many-submitters, cold-start, plugin-call, host-e2e, memory, idle, or 1-8
+                      many-submitters, cold-start, plugin-call, host-e2e, memory, idle,
+                      cluster, or 1-9
   --contender NAME    run only this Rust contender (repeatable; the floor is always run)
   --out DIR           where the report goes (default: <workspace>/target/bench)
   --no-python         leave the Python contender out (e.g. while profiling)

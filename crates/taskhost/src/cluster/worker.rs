@@ -112,7 +112,9 @@ pub(super) fn run(cli: &Cli, args: &WorkerArgs, file: Option<&Path>) -> Result<u
     };
     let options = RunOptions {
         ordered: false,
-        max_in_flight: settings.run.max_in_flight.max(capacity),
+        // No more than the pulls can bring: the writer then wakes for a handful of records,
+        // not after waiting for a batch that cannot fill.
+        max_in_flight: capacity,
         shutdown_grace: settings.run.shutdown_grace,
         progress: false,
         control,
@@ -163,28 +165,45 @@ pub(super) fn run(cli: &Cli, args: &WorkerArgs, file: Option<&Path>) -> Result<u
     Ok(EXIT_OK)
 }
 
-/// How many items each plugin may have at once (the workers of the pools its tasks route
-/// to), and all plugins together (every pool's workers).
+/// How many items each plugin may hold at once, and all plugins together: for each pool its
+/// tasks route to, the pool's workers and what its queue holds (`queue_capacity`; an unbounded
+/// queue counts as one item waiting behind each worker, so that a worker finds its next item
+/// here rather than a round trip away).
 fn rooms(plugins: &[String], catalog: &Catalog, pools: &Pools) -> (Vec<usize>, usize) {
-    let capacity = pools.settings.iter().map(|pool| pool.max_workers).sum();
+    let pool_room = |pool: usize| {
+        let settings = &pools.settings[pool];
+        let queued = match settings.queue_capacity {
+            0 => settings.max_workers,
+            bounded => bounded,
+        };
+        settings.max_workers + queued
+    };
     let names = catalog.names();
+    let pools_of = |plugin: &str| {
+        let mut used: Vec<usize> = names
+            .iter()
+            .filter_map(|name| catalog.get(name))
+            .filter(|task| task.plugin == plugin)
+            .map(|task| task.pool)
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        used
+    };
     let rooms = plugins
         .iter()
         .map(|plugin| {
-            let mut used: Vec<usize> = names
-                .iter()
-                .filter_map(|name| catalog.get(name))
-                .filter(|task| &task.plugin == plugin)
-                .map(|task| task.pool)
-                .collect();
-            used.sort_unstable();
-            used.dedup();
-            used.iter()
-                .map(|&pool| pools.settings[pool].max_workers)
+            pools_of(plugin)
+                .into_iter()
+                .map(pool_room)
                 .sum::<usize>()
                 .max(1)
         })
         .collect();
+    let mut every: Vec<usize> = plugins.iter().flat_map(|plugin| pools_of(plugin)).collect();
+    every.sort_unstable();
+    every.dedup();
+    let capacity = every.into_iter().map(pool_room).sum::<usize>().max(1);
     (rooms, capacity)
 }
 
