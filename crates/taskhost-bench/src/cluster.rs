@@ -143,44 +143,29 @@ fn rows_in(
     );
     // Ready once both pull (the first run would otherwise time their start).
     wait_for_pulls(&server.url(), 2)?;
-    let distributed: Vec<f64> = (0..plan.cluster_reps)
-        .map(|_| {
-            let started = Instant::now();
-            let status = command(&[
-                "submit",
-                "--input",
-                path(&input)?,
-                "--output",
-                path(&output)?,
-            ])
-            .status()?;
-            let elapsed = started.elapsed();
-            if !status.success() {
-                bail!("taskhost submit exited with {status}");
-            }
-            check_outcomes(&output, plan.cluster_items)?;
-            Ok(elapsed.as_nanos() as f64 / plan.cluster_items as f64)
-        })
-        .collect::<Result<_>>()?;
+    // `taskhost COMMAND --input … --output …`, timed per run and checked, in ns per item.
+    let timed = |subcommand: &str| -> Result<Vec<f64>> {
+        (0..plan.cluster_reps)
+            .map(|_| {
+                let started = Instant::now();
+                let io = ["--input", path(&input)?, "--output", path(&output)?];
+                let status = command(&[&[subcommand][..], &io[..]].concat()).status()?;
+                let elapsed = started.elapsed();
+                if !status.success() {
+                    bail!("taskhost {subcommand} exited with {status}");
+                }
+                check_outcomes(&output, plan.cluster_items)?;
+                Ok(elapsed.as_nanos() as f64 / plan.cluster_items as f64)
+            })
+            .collect()
+    };
+    let distributed = timed("submit")?;
     drop(workers);
     report.rows.push(with_rate(row_from(
         "taskhost submit + 2 workers → testkit/echo",
         Ok(distributed),
     )));
-
-    let local: Vec<f64> = (0..plan.cluster_reps)
-        .map(|_| {
-            let started = Instant::now();
-            let status =
-                command(&["run", "--input", path(&input)?, "--output", path(&output)?]).status()?;
-            let elapsed = started.elapsed();
-            if !status.success() {
-                bail!("taskhost run exited with {status}");
-            }
-            check_outcomes(&output, plan.cluster_items)?;
-            Ok(elapsed.as_nanos() as f64 / plan.cluster_items as f64)
-        })
-        .collect::<Result<_>>()?;
+    let local = timed("run")?;
     report.rows.push(with_rate(row_from(
         "taskhost run (one process, no server)",
         Ok(local),
