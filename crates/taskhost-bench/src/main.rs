@@ -7,11 +7,13 @@
 //! The modules form layers, bottom first; each uses only modules of lower layers:
 //! `stats`, `procfs`, `python`, `pools` (the peers behind one trait) · `scenarios` (what each
 //! scenario does for one contender), `table` (one scenario's rows and ratios) · `external`
-//! (the plugin call and the host end to end) · `targets` (issue 5's targets against the tables) ·
+//! (the plugin call and the host end to end) · `cluster` (submit and workers over a real NATS
+//! server) · `targets` (the targets against the tables) ·
 //! `report` (the whole run as Markdown, JSON, SVG) · `runner` (which scenario runs what) · this
 //! file (the command line).
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod external;
 mod pools;
 mod procfs;
@@ -41,7 +43,8 @@ USAGE:
 OPTIONS:
   --quick             fewer tasks and repetitions (under 2 minutes on 2 cores)
   --scenario NAME     run only this scenario (repeatable): throughput, round-trip,
-                      many-submitters, cold-start, plugin-call, host-e2e, memory, idle, or 1-8
+                      many-submitters, cold-start, plugin-call, host-e2e, memory, idle,
+                      cluster, or 1-9
   --contender NAME    run only this Rust contender (repeatable; the floor is always run)
   --out DIR           where the report goes (default: <workspace>/target/bench)
   --no-python         leave the Python contender out (e.g. while profiling)

@@ -12,7 +12,7 @@ use crate::table::{figure, row_from, Row, ScenarioReport};
 use crate::{external, python};
 
 /// Every scenario: its number in issue 5 and the name `--scenario` takes.
-pub const SCENARIOS: [(u8, &str); 8] = [
+pub const SCENARIOS: [(u8, &str); 9] = [
     (1, "throughput"),
     (2, "round-trip"),
     (3, "many-submitters"),
@@ -21,6 +21,7 @@ pub const SCENARIOS: [(u8, &str); 8] = [
     (6, "host-e2e"),
     (7, "memory"),
     (8, "idle"),
+    (9, "cluster"),
 ];
 
 /// The scenario named `name` (its key or its number).
@@ -31,7 +32,7 @@ pub fn scenario_by_name(name: &str) -> Result<(u8, &'static str)> {
         .with_context(|| {
             let names: Vec<_> = SCENARIOS.iter().map(|(_, key)| *key).collect();
             format!(
-                "unknown scenario `{name}`, expected one of {} (or 1–8)",
+                "unknown scenario `{name}`, expected one of {} (or 1–9)",
                 names.join(", ")
             )
         })
@@ -54,6 +55,7 @@ pub fn run_scenario(key: &str, plan: &Plan, contenders: &[Contender]) -> Result<
         "host-e2e" => external::host_end_to_end(plan),
         "memory" => memory(plan, contenders),
         "idle" => idle(plan, contenders),
+        "cluster" => crate::cluster::cluster_end_to_end(plan),
         other => bail!("unknown scenario `{other}`"),
     };
     report.compute_ratios();

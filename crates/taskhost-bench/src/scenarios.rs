@@ -54,6 +54,9 @@ pub struct Plan {
     /// Scenario 8: seconds each idle process is watched, and processes per contender.
     pub idle_seconds: f64,
     pub idle_reps: usize,
+    /// Scenario 9: items per run, and runs.
+    pub cluster_items: usize,
+    pub cluster_reps: usize,
 }
 
 impl Plan {
@@ -82,6 +85,8 @@ impl Plan {
             python_memory_tasks: 1_000_000,
             idle_seconds: 2.0,
             idle_reps: 3,
+            cluster_items: 50_000,
+            cluster_reps: 3,
         }
     }
 
@@ -110,6 +115,8 @@ impl Plan {
             python_memory_tasks: 100_000,
             idle_seconds: 2.0,
             idle_reps: 2,
+            cluster_items: 10_000,
+            cluster_reps: 2,
         }
     }
 }

@@ -162,6 +162,22 @@ pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
                     }),
                 ));
             }
+            "cluster" => {
+                let distributed = scenario
+                    .rows
+                    .iter()
+                    .find(|row| row.contender.starts_with("taskhost submit"));
+                checks.push(check(
+                    9,
+                    "`taskhost submit` + 2 workers ≥ half the raw publish → pull → ack loop's items/s",
+                    distributed.and_then(|row| row.ratio_to_floor).map(|ratio| {
+                        (
+                            format!("{:.0}% of the floor's items/s", 100.0 / ratio),
+                            ratio <= 2.0,
+                        )
+                    }),
+                ));
+            }
             "host-e2e" => {
                 let host_rows: Vec<&Row> =
                     scenario.rows.iter().filter(|row| !row.is_floor).collect();

@@ -42,7 +42,7 @@ pub struct Failure {
     pub error: anyhow::Error,
 }
 
-trait OrExit<T> {
+pub(crate) trait OrExit<T> {
     fn or_exit(self, code: u8) -> Result<T, Failure>;
 }
 
@@ -86,7 +86,7 @@ fn config_path(cli: &Cli) -> Option<PathBuf> {
         .filter(|p| !p.as_os_str().is_empty())
 }
 
-fn load_settings(file: Option<&Path>) -> Result<(Settings, Vec<String>), Failure> {
+pub(crate) fn load_settings(file: Option<&Path>) -> Result<(Settings, Vec<String>), Failure> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let loaded = crate::config::load(file, &env).or_exit(EXIT_USAGE)?;
     Ok((loaded.settings, loaded.sources))
@@ -184,6 +184,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(EXIT_OK)
         }
         Command::Run(args) => run_work(&cli, args, file.as_deref()),
+        Command::Worker(args) => crate::cluster::worker(&cli, args, file.as_deref()),
+        Command::Submit(args) => crate::cluster::submit(&cli, args, file.as_deref()),
+        Command::Cluster(command) => crate::cluster::status(&cli, command, file.as_deref()),
         Command::Demo(args) => {
             let (settings, _) = load_settings(file.as_deref())?;
             let bar = SharedBar::default();
@@ -430,7 +433,7 @@ fn dry_run(
     }
 }
 
-fn init_telemetry(
+pub(crate) fn init_telemetry(
     cli: &Cli,
     settings: &Settings,
     bar: &SharedBar,
@@ -451,15 +454,19 @@ fn init_telemetry(
 }
 
 /// Plugins, pools and routes, ready to run.
-struct Host {
-    plugins: PluginSet,
-    pools: Pools,
-    catalog: Catalog,
+pub(crate) struct Host {
+    pub(crate) plugins: PluginSet,
+    pub(crate) pools: Pools,
+    pub(crate) catalog: Catalog,
     router: Router,
 }
 
 impl Host {
-    fn load(settings: &Settings, cli: &Cli, overrides: RouteOverrides) -> Result<Self, Failure> {
+    pub(crate) fn load(
+        settings: &Settings,
+        cli: &Cli,
+        overrides: RouteOverrides,
+    ) -> Result<Self, Failure> {
         let options = load_options(settings, settings.plugins.strict);
         let (plugins, skipped) = PluginSet::load(&settings.plugins.dirs, &options)
             .context("loading plugins")
@@ -882,6 +889,7 @@ fn execute(
         max_in_flight: settings.run.max_in_flight,
         shutdown_grace: settings.run.shutdown_grace,
         progress: !cli.global.no_progress,
+        control: Default::default(),
     };
     let Host {
         plugins,

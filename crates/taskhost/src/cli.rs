@@ -69,6 +69,13 @@ pub enum Command {
         /// The folder to write them in
         dir: PathBuf,
     },
+    /// Serve a cluster's work items ([cluster] in the config) with this host's plugins and pools
+    Worker(crate::cluster::WorkerArgs),
+    /// Submit work items to a cluster's workers; write one outcome record per input line
+    Submit(crate::cluster::SubmitArgs),
+    /// Look at a cluster: its workers, queues and dead letters
+    #[command(subcommand)]
+    Cluster(crate::cluster::ClusterCommand),
     /// Serve one worker of an isolated pool (started by the host itself, never by hand)
     #[command(name = "__serve-worker", hide = true)]
     ServeWorker,

@@ -8,6 +8,7 @@
 //!
 //! This module knows nothing of pools, plugins or JSON lines: it only produces settings.
 
+pub mod cluster;
 pub mod duration;
 pub mod raw;
 pub mod settings;
@@ -28,7 +29,9 @@ pub const EMBEDDED_NAME: &str = "the embedded default config (config/taskhost.to
 pub const ENV_PREFIX: &str = "TASKHOST_";
 
 /// Top-level sections, the only ones an environment variable may name.
-const SECTIONS: &[&str] = &["plugins", "logging", "run", "pools", "routes", "jobs"];
+const SECTIONS: &[&str] = &[
+    "plugins", "logging", "run", "pools", "routes", "jobs", "cluster",
+];
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -275,7 +278,7 @@ pub fn load_from(
     for layer in &layers {
         builder = builder.add_source(layer.config.clone());
     }
-    let merged = builder
+    let mut merged = builder
         .build()
         .and_then(|c| c.try_deserialize::<raw::RawConfig>())
         .map_err(|error| {
@@ -293,13 +296,17 @@ pub fn load_from(
             .find(|layer| layer.defines(key))
             .map_or_else(|| "the configuration".to_owned(), |layer| layer.locate(key))
     };
-    // Arrays replace, so the newest source that sets `plugins.dirs` wrote all of them.
-    let dirs = settings::PluginDirs {
-        base: layers
+    let base_of = |key: &str| {
+        layers
             .iter()
             .rev()
-            .find(|layer| layer.defines("plugins.dirs"))
-            .and_then(|layer| layer.base.clone()),
+            .find(|layer| layer.defines(key))
+            .and_then(|layer| layer.base.clone())
+    };
+    cluster::resolve_paths(&mut merged, base_of("cluster.tls_ca").as_deref());
+    // Arrays replace, so the newest source that sets `plugins.dirs` wrote all of them.
+    let dirs = settings::PluginDirs {
+        base: base_of("plugins.dirs"),
         default: default_plugin_dirs(env),
     };
     let settings = settings::validate(&merged, &locate, &dirs).map_err(ConfigError::Invalid)?;

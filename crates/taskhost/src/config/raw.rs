@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<RawJob>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<RawCluster>,
 }
 
 /// `[plugins]`
@@ -141,6 +143,40 @@ pub struct RawJob {
     pub task: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<serde_json::Value>>,
+}
+
+/// `[cluster]`: the NATS JetStream server that `taskhost worker` and `taskhost submit` share.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_wait: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "integer",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_deliver: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_window: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_max_age: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_wait: Option<String>,
 }
 
 /// A count: an integer, or a string of one (what an environment variable holds). The `config`

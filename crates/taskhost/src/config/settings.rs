@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::cluster::{self, ClusterConfig};
 use super::duration::{format_duration, parse_duration};
 use super::raw::{RawConfig, RawJob, RawLogging, RawPlugins, RawPool, RawRoute, RawRun};
 
@@ -21,6 +22,8 @@ pub struct Settings {
     pub pools: BTreeMap<String, PoolSettings>,
     pub routes: Vec<RouteSettings>,
     pub jobs: Vec<JobSettings>,
+    /// `[cluster]`, when the configuration has one (`taskhost worker` and `submit` need it).
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -299,6 +302,9 @@ pub fn validate(
         .enumerate()
         .filter_map(|(index, job)| v.job(index, job))
         .collect();
+    let cluster = raw.cluster.as_ref().and_then(|raw| {
+        cluster::validate(raw, &mut |key: &str, message: String| v.issue(key, message))
+    });
     if v.issues.is_empty() {
         Ok(Settings {
             plugins,
@@ -307,6 +313,7 @@ pub fn validate(
             pools,
             routes,
             jobs,
+            cluster,
         })
     } else {
         Err(v.issues)
@@ -883,5 +890,6 @@ pub fn to_raw(settings: &Settings) -> RawConfig {
                 },
             })
             .collect(),
+        cluster: settings.cluster.as_ref().map(cluster::to_raw),
     }
 }

@@ -16,7 +16,8 @@
 //! `job` (what an attempt carries) · `catalog`, `pools` (what runs where) · `permits`,
 //! `handoff`, `outbox`, `timer` (the plumbing) · `running` (attempts in the pools) ·
 //! `verdict` (what a result means) · `attempt` (submit, callback, timeout, retry) · `writer` ·
-//! `stop` (Ctrl-C, the grace, `exit`) · `intake` (reader, routing an entry) · `run` (the steps).
+//! `stop` (Ctrl-C, the grace, `exit`) · `control` (single entries from outside: the cluster
+//! worker's cancels) · `intake` (reader, routing an entry) · `run` (the steps).
 //!
 //! Invariants: every entry taken from the source gets exactly one outcome (whoever removes an
 //! attempt from the `running` table reports it); an entry holds one in-flight permit from the
@@ -30,6 +31,7 @@
 
 mod attempt;
 mod catalog;
+mod control;
 pub mod exit_watch;
 mod handoff;
 mod intake;
@@ -50,6 +52,7 @@ mod writer;
 use std::sync::{Mutex, MutexGuard};
 
 pub use catalog::{did_you_mean, Catalog, ResolvedTask};
+pub use control::RunControl;
 pub use pools::{Pools, WorkerProcess, KILL_GRACE};
 pub use run::{run, RunOptions, RunReport};
 

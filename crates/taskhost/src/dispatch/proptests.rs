@@ -135,7 +135,7 @@ fn plugin_dir() -> PathBuf {
 }
 
 /// The settings and plugins every case shares (plugins are loaded once per process).
-fn fixture() -> &'static (Settings, PluginSet) {
+pub(super) fn fixture() -> &'static (Settings, PluginSet) {
     static FIXTURE: OnceLock<(Settings, PluginSet)> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = plugin_dir();
@@ -175,7 +175,7 @@ backoff = "1ms"
 
 /// Collects every record written.
 #[derive(Debug, Clone, Default)]
-struct Records(Arc<Mutex<Vec<Outcome>>>);
+pub(super) struct Records(pub(super) Arc<Mutex<Vec<Outcome>>>);
 
 impl OutcomeSink for Records {
     fn write(&mut self, outcome: &Outcome) -> std::io::Result<()> {
@@ -222,6 +222,7 @@ fn run_lines_interrupted(
         max_in_flight,
         shutdown_grace: Duration::from_secs(5),
         progress: false,
+        control: Default::default(),
     };
     let interrupts = Interrupts::detached();
     if let Some(delay) = interrupt_after {

@@ -12,6 +12,7 @@ use taskhost_executor::ShutdownOptions;
 
 use super::attempt::Dispatcher;
 use super::catalog::Catalog;
+use super::control::RunControl;
 use super::intake::{self, Parsed};
 use super::outbox::Outbox;
 use super::permits::Permits;
@@ -33,6 +34,8 @@ pub struct RunOptions {
     pub max_in_flight: usize,
     pub shutdown_grace: Duration,
     pub progress: bool,
+    /// Reaches single entries while the run goes (the cluster worker's cancels).
+    pub control: RunControl,
 }
 
 /// What the run ended with.
@@ -85,6 +88,7 @@ pub fn run(
         max_workers: pool_settings.iter().map(|p| p.max_workers).collect(),
     });
     let timer_thread = start_timer(&dispatcher)?;
+    options.control.attach(&dispatcher);
 
     // Plugin code calling `exit` from here on: every record out, then a failing status.
     let exit_watch = {
@@ -133,6 +137,7 @@ pub fn run(
     // Every record is written: an `exit` now loses nothing. (Dropped here, while `dispatcher`
     // is still held: the watch's clone must not be the one that drops the pools.)
     drop(exit_watch);
+    options.control.detach();
     dispatcher.timer.shut_down();
     let _ = timer_thread.join();
     interrupts.clear_hook();

@@ -29,6 +29,17 @@ impl Dispatcher {
         self.cancel_retries();
     }
 
+    /// Nothing starts from now on: what is queued or waits to retry is cancelled; what runs
+    /// goes on (see [`super::RunControl::cancel_unstarted`]).
+    pub(crate) fn stop_starting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for future in self.running.collect(|r| r.future.clone()) {
+            // Wins only against an attempt that has not started.
+            future.cancel();
+        }
+        self.cancel_retries();
+    }
+
     fn cancel_retries(&self) {
         for job in self.timer.take_retries() {
             let why = "interrupted while waiting to retry";

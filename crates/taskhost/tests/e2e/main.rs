@@ -7,6 +7,7 @@
 mod util;
 
 mod bad_input;
+mod cluster;
 mod config;
 mod flags;
 mod isolation;

@@ -1,0 +1,72 @@
+//! The worker's [`OutcomeSink`]: each record the dispatcher writes is published to the
+//! submitter's results (with the worker's name), and only then is the item acked, in the
+//! background so that many items are on their way at once. An item the shutdown stopped
+//! before it ran is given back to the queue instead, for another worker to take at once.
+
+use std::io;
+use std::sync::Arc;
+
+use taskhost_cluster::Delivery;
+
+use super::leases::WorkerState;
+use super::record;
+use crate::sink::{Outcome, OutcomeSink, Status};
+
+/// Publishes outcomes, then acks their items.
+#[derive(Debug)]
+pub(crate) struct ClusterSink {
+    pub(crate) state: Arc<WorkerState>,
+    pub(crate) worker: Arc<str>,
+}
+
+impl OutcomeSink for ClusterSink {
+    fn write(&mut self, outcome: &Outcome) -> io::Result<()> {
+        // Given back already (the shutdown grace ended while it ran): another worker has it.
+        let Some(lease) = self.state.take(outcome.seq) else {
+            return Ok(());
+        };
+        if outcome.status == Status::Cancelled && !lease.cancelled && self.state.stopping() {
+            // Stopped by this worker's shutdown, not by its submitter: not done, so not ours
+            // to record.
+            give_back(&self.state, lease.delivery, lease.plugin);
+            return Ok(());
+        }
+        let deliveries = lease.delivery.delivery_count();
+        let record = record::record(outcome, Some(&self.worker), deliveries);
+        finish(&self.state, lease.delivery, lease.plugin, record);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Publishes `record` as the outcome of `delivery`, then acks it, in the background; the
+/// plugin's room comes back when that is over. An outcome that cannot be published leaves
+/// the item unacked: the server delivers it again after `cluster.ack_wait`.
+pub(crate) fn finish(state: &Arc<WorkerState>, delivery: Delivery, plugin: usize, record: Vec<u8>) {
+    state.finishing();
+    let state = Arc::clone(state);
+    delivery.finish_in_background(record, move |result| {
+        if let Err(error) = result {
+            tracing::warn!(
+                target: "taskhost::cluster",
+                "{error}; the item will be delivered again after cluster.ack_wait"
+            );
+        }
+        state.release(plugin, 1);
+        state.finished();
+    });
+}
+
+/// Gives `delivery` back to the queue at once (`nak`), for any worker to take.
+pub(crate) fn give_back(state: &WorkerState, delivery: Delivery, plugin: usize) {
+    if let Err(error) = delivery.nak() {
+        tracing::warn!(
+            target: "taskhost::cluster",
+            "{error}; the item will be delivered again after cluster.ack_wait"
+        );
+    }
+    state.release(plugin, 1);
+}
