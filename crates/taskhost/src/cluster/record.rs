@@ -98,7 +98,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_the_run_record_plus_the_worker_and_its_deliveries() {
+    fn a_record_is_the_run_record_plus_its_host_and_its_deliveries() {
         let mut outcome = Outcome::unrun(
             3,
             Some("a".into()),
@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(
             published,
             format!(
-                "{},\"worker\":\"w1\",\"deliveries\":1}}",
+                "{},\"host\":\"w1\",\"deliveries\":1}}",
                 &plain[..plain.len() - 1]
             )
         );
