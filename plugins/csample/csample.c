@@ -10,9 +10,11 @@
  *   csample/sleep     {"ms": N} or a bare N: waits N ms, polling cancellation every millisecond
  *   csample/fail      {"message": "..."}: fails with that message
  *   csample/log       {"message": "..."}: logs the message at every level, returns 5
+ *   csample/greet     {"name": "..."}: {"greeting": "hello, ..."}, with the header's JSON helpers
  *
  * Inputs are read with the tiny JSON reader below: enough for one object of scalar members,
- * which is all these tasks take. A real plugin would use a JSON library.
+ * which is all these tasks take. `greet` shows the header's th_json_get_string and
+ * th_json_put_string instead; for more, use a JSON library (jsmn, cJSON).
  */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L /* nanosleep, clock_gettime */
@@ -376,6 +378,24 @@ static th_status fail(const uint8_t *input, size_t len, const th_host_context *c
     return TH_FAILED;
 }
 
+/* The header's helpers: a string member in, a JSON string out, no allocation but the output. */
+static th_status greet(const uint8_t *input, size_t len, const th_host_context *ctx,
+                       th_output *out) {
+    (void)ctx;
+    char name[256];
+    if (th_json_get_string(input, len, "name", name, sizeof name) < 0) {
+        return reply(out, TH_INVALID_INPUT, "expected {\"name\": \"...\"} (at most 255 bytes)");
+    }
+    char greeting[300];
+    int greeting_len = snprintf(greeting, sizeof greeting, "hello, %s", name);
+    char quoted[2 + 6 * sizeof greeting];
+    long quoted_len = th_json_put_string(greeting, (size_t)greeting_len, quoted, sizeof quoted);
+    if (quoted_len < 0) {
+        return reply(out, TH_FAILED, "the greeting does not fit");
+    }
+    return reply(out, TH_OK, "{\"greeting\":%.*s}", (int)quoted_len, quoted);
+}
+
 static th_status log_task(const uint8_t *input, size_t len, const th_host_context *ctx,
                           th_output *out) {
     static const struct {
@@ -409,6 +429,7 @@ static const th_task_type tasks[] = {
     {"sleep", "{\"ms\": N}: waits N milliseconds, polling cancellation every millisecond", sleep_task},
     {"fail", "{\"message\": \"...\"}: fails with that message", fail},
     {"log", "{\"message\": \"...\"}: logs the message at every level", log_task},
+    {"greet", "{\"name\": \"...\"}: a greeting, with the header's JSON helpers", greet},
 };
 
 static const th_plugin_descriptor descriptor = {

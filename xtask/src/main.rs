@@ -21,12 +21,15 @@ const HELP: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build-plugins [--release]   build the sample plugins (Rust and C) into target/plugins/
-  demo [--release]            build the plugins and run the demo batch on the default config
+  build-plugins [--debug]     build the sample plugins (Rust and C) into target/plugins/, in
+                              release (--debug: a debug build, slower to run, faster to build)
+  demo [--debug] [--release]  build the plugins and run the demo batch on the default config
+                              (--release: the host in release too)
                               (plus target/demo/taskhost.toml, which names target/plugins)
   test                        everything CI checks: fmt, clippy, plugins, cargo test (installs
                               a nats-server for the cluster tests under target/ unless
                               $NATS_SERVER names one)
+  man                         write the man pages (from the clap definitions) into target/man/
   bench [--quick]             run the benchmarks against the peers and write the report
   soak [--secs N] [--seed N]  minutes of random load on several pools, then an audit (default 300 s)
   fuzz [--time SECS]          run each cargo-fuzz target for SECS seconds (default 60; needs nightly)
@@ -54,10 +57,16 @@ fn run_command() -> Result<()> {
         }
     };
     let release = rest.iter().any(|a| a == "--release");
+    let plugins_profile = if rest.iter().any(|a| a == "--debug") {
+        Profile::Debug
+    } else {
+        Profile::Release
+    };
     match command {
-        "build-plugins" => build_plugins(release).map(|_| ()),
-        "demo" => demo(release, rest),
+        "build-plugins" => build_plugins(plugins_profile).map(|_| ()),
+        "demo" => demo(plugins_profile, release, rest),
         "test" | "ci" => test(),
+        "man" => man().map(|_| ()),
         "bench" => bench(rest),
         "soak" => soak(rest),
         "fuzz" => fuzz(rest),
@@ -181,7 +190,16 @@ fn owner_writable_only(path: &Path) -> Result<()> {
 /// Builds every plugin under `plugins/` and copies the libraries into `target/plugins/`:
 /// the cdylib packages with cargo, the C plugins (folders with `.c` files and no `Cargo.toml`)
 /// with the machine's C compiler. Returns that folder.
-fn build_plugins(release: bool) -> Result<PathBuf> {
+/// How the Rust plugins are compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    /// `cargo build`: quick to build, several times slower to run (`taskhost plugins` says so).
+    Debug,
+    /// `cargo build --release`: the default.
+    Release,
+}
+
+fn build_plugins(profile: Profile) -> Result<PathBuf> {
     let metadata = metadata()?;
     let out_dir = metadata.target_directory.join("plugins");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -192,11 +210,28 @@ fn build_plugins(release: bool) -> Result<PathBuf> {
         return Ok(out_dir);
     }
     if !metadata.plugins.is_empty() {
-        build_rust_plugins(&metadata, &out_dir, release)?;
+        build_rust_plugins(&metadata, &out_dir, profile)?;
     }
     for plugin in &c_plugins {
         build_c_plugin(plugin, &out_dir)?;
     }
+    Ok(out_dir)
+}
+
+/// Writes the man pages of `taskhost` into `target/man/` (the binary writes them from its clap
+/// definitions, with clap_mangen: xtask does not link the host). Returns that folder.
+fn man() -> Result<PathBuf> {
+    let out_dir = metadata()?.target_directory.join("man");
+    run(cargo()
+        .args([
+            "run", "--quiet", "-p", "taskhost", "--bin", "taskhost", "--", "__man",
+        ])
+        .arg(&out_dir))?;
+    eprintln!(
+        "man pages -> {} (try `man -l {}`)",
+        out_dir.display(),
+        out_dir.join("taskhost.1").display()
+    );
     Ok(out_dir)
 }
 
@@ -210,19 +245,20 @@ fn library_file_name(lib_name: &str) -> String {
 }
 
 /// Builds the cdylib packages under `plugins/` with cargo and copies them into `out_dir`.
-fn build_rust_plugins(metadata: &Metadata, out_dir: &Path, release: bool) -> Result<()> {
+fn build_rust_plugins(metadata: &Metadata, out_dir: &Path, profile: Profile) -> Result<()> {
     let mut build = cargo();
     build.arg("build");
-    if release {
+    if profile == Profile::Release {
         build.arg("--release");
     }
     for plugin in &metadata.plugins {
         build.args(["--package", &plugin.package]);
     }
     run(&mut build)?;
-    let profile_dir = metadata
-        .target_directory
-        .join(if release { "release" } else { "debug" });
+    let profile_dir = metadata.target_directory.join(match profile {
+        Profile::Release => "release",
+        Profile::Debug => "debug",
+    });
     for plugin in &metadata.plugins {
         let file = library_file_name(&plugin.lib_name);
         let from = profile_dir.join(&file);
@@ -351,9 +387,12 @@ fn build_c_plugin(plugin: &CPluginDir, out_dir: &Path) -> Result<()> {
 /// names the folder they were built in (the host looks in no folder of the working directory
 /// by itself). Unless told otherwise, the outcome records go to `target/demo/outcomes.jsonl`
 /// and a Chrome trace to `target/demo/trace.json`; a few records are shown at the end.
-fn demo(release: bool, rest: &[String]) -> Result<()> {
-    let plugins = build_plugins(release)?;
-    let extra: Vec<&String> = rest.iter().filter(|a| *a != "--release").collect();
+fn demo(plugins: Profile, release: bool, rest: &[String]) -> Result<()> {
+    let plugins = build_plugins(plugins)?;
+    let extra: Vec<&String> = rest
+        .iter()
+        .filter(|a| *a != "--release" && *a != "--debug")
+        .collect();
     let out_dir = metadata()?.target_directory.join("demo");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let config = out_dir.join("taskhost.toml");
@@ -410,7 +449,9 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    let plugins = build_plugins(false)?;
+    // Debug plugins: they share the dependencies `cargo test` compiles anyway, where release
+    // ones would compile them all again (longer, on two cores, than the tests they speed up).
+    let plugins = build_plugins(Profile::Debug)?;
     let nats_server = ensure_nats_server(&metadata()?.target_directory)?;
     run(cargo()
         .args(["test", "--workspace"])
@@ -534,7 +575,7 @@ fn fuzz(rest: &[String]) -> Result<()> {
 
 fn bench(rest: &[String]) -> Result<()> {
     // Scenarios 5 and 6 call the release plugins and the release host binary.
-    build_plugins(true)?;
+    build_plugins(Profile::Release)?;
     run(cargo().args(["build", "--release", "--quiet", "--package", "taskhost"]))?;
     // Scenario 9 starts a nats-server; without one it is skipped with the reason.
     let nats_server = ensure_nats_server(&metadata()?.target_directory)

@@ -14,9 +14,8 @@ use futures_util::StreamExt;
 use taskhost_cluster::testing::NatsServer;
 
 use crate::external::{host_binary, plugin_dir};
-use crate::report::{figure, ScenarioReport};
-use crate::runner::row_from;
 use crate::scenarios::Plan;
+use crate::table::{figure, row_from, Row, ScenarioReport};
 
 /// The pool workers of each `taskhost worker`.
 const POOL_WORKERS: usize = 8;
@@ -189,7 +188,7 @@ fn path(path: &Path) -> Result<&str> {
     path.to_str().context("a temporary path that is not UTF-8")
 }
 
-fn with_rate(row: crate::report::Row) -> crate::report::Row {
+fn with_rate(row: Row) -> Row {
     let items_per_second = row.summary.map_or(0.0, |summary| 1e9 / summary.median);
     row.with_extra(format!("{} items/s", figure(items_per_second)))
 }

@@ -23,9 +23,8 @@ use taskhost_plugin_api::abi::{HostContext, HostContextRef, HostContext_TO};
 use taskhost_plugin_api::{LogLevel, TaskContext};
 
 use crate::procfs;
-use crate::report::{figure, Row, ScenarioReport};
-use crate::runner::row_from;
 use crate::scenarios::{Plan, WORKERS};
+use crate::table::{figure, row_from, Row, ScenarioReport};
 
 /// The name of the row of scenario 5 that calls through the ABI.
 pub const THROUGH_THE_ABI: &str = "through the ABI (loader)";
@@ -162,6 +161,18 @@ pub fn plugin_call(plan: &Plan) -> ScenarioReport {
         row_from(THROUGH_THE_C_ABI, through_loader("csample/echo"))
             .with_extra("`csample/echo`, a C plugin: `PluginTask::run` with a `TracingContext`"),
     );
+    // Far slower per call (a round trip through the kernel): a hundredth of the calls.
+    let process_calls = (plan.plugin_calls / 100).max(1_000);
+    report.rows.push(
+        row_from(
+            THROUGH_A_WORKER_PROCESS,
+            through_worker_process(process_calls, plan.plugin_reps),
+        )
+        .with_extra(format!(
+            "`testkit/echo` in an isolated pool's worker process (`ChildWorker::run`: a request \
+             and a response over its Unix socket), {process_calls} calls per repetition"
+        )),
+    );
     report.compute_ratios();
     let median = |index: usize| report.rows[index].summary.map(|summary| summary.median);
     if let Some(floor) = median(0) {
@@ -174,7 +185,63 @@ pub fn plugin_call(plan: &Plan) -> ScenarioReport {
             }
         }
     }
+    if let (Some(in_process), Some(process)) = (median(2), median(4)) {
+        report.notes.push(format!(
+            "A worker process adds {} ns per call over the in-process call through the ABI \
+             (median; target: under 5,000 ns).",
+            figure(process - in_process)
+        ));
+    }
     report
+}
+
+/// The name of the row of scenario 5 that calls into an isolated pool's worker process.
+pub const THROUGH_A_WORKER_PROCESS: &str = "through a worker process";
+
+/// Scenario 5's worker-process row: `testkit/echo` run by a `taskhost __serve-worker` child of
+/// the release host, through the same client the isolated pools use.
+fn through_worker_process(calls: usize, reps: usize) -> Result<Vec<f64>> {
+    use std::sync::Arc;
+    use taskhost::isolation::{ChildSpec, ChildWorker, SERVE_COMMAND};
+    let host = host_binary()?;
+    if !host.exists() {
+        bail!(
+            "no {} (run `cargo build --release -p taskhost` first)",
+            host.display()
+        );
+    }
+    let work = env::temp_dir().join(format!("taskhost-bench-child-{}", std::process::id()));
+    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let config = work.join("taskhost.toml");
+    fs::write(&config, host_config(&plugin_dir()?, "thread"))
+        .with_context(|| format!("writing {}", config.display()))?;
+    let spec = ChildSpec::new(
+        host,
+        vec!["--config".into(), config.into(), SERVE_COMMAND.into()],
+    );
+    let mut child = ChildWorker::new(Arc::new(spec), "bench_0");
+    let mut failed = None;
+    let times = time_calls(calls, reps, || {
+        match child.run(
+            "testkit",
+            "testkit/echo",
+            black_box(ECHO_INPUT),
+            &|| false,
+            Duration::from_secs(1),
+        ) {
+            Ok(Ok(output)) => output.len(),
+            other => {
+                failed.get_or_insert_with(|| format!("{other:?}"));
+                0
+            }
+        }
+    });
+    drop(child);
+    let _ = fs::remove_dir_all(&work);
+    match failed {
+        Some(error) => bail!("the worker process did not echo: {error}"),
+        None => Ok(times),
+    }
 }
 
 /// Loads the plugins from `<target>/plugins`, or says how to build them.
@@ -290,13 +357,13 @@ pub fn json_floor_child(input: &Path, output: &Path) -> Result<()> {
 }
 
 /// The host's configuration file for scenario 6: plugins from the bench's target directory,
-/// `WORKERS` workers in the default pool, logs only on errors.
-fn host_config(plugin_dir: &Path) -> String {
+/// `WORKERS` workers in the default pool with `isolation`, logs only on errors.
+fn host_config(plugin_dir: &Path, isolation: &str) -> String {
     // A TOML basic string reads like a JSON string for any path without control characters.
     let dir = serde_json::to_string(&plugin_dir.display().to_string()).unwrap_or_default();
     format!(
         "[plugins]\ndirs = [{dir}]\nstrict = false\n\n[logging]\nfilter = \"error\"\n\n\
-         [pools.default]\nmax_workers = {WORKERS}\n"
+         [pools.default]\nmax_workers = {WORKERS}\nisolation = \"{isolation}\"\n"
     )
 }
 
@@ -354,8 +421,11 @@ fn host_rows_in(
     work: &Path,
 ) -> Result<()> {
     let config = work.join("taskhost.toml");
-    fs::write(&config, host_config(plugins))
+    fs::write(&config, host_config(plugins, "thread"))
         .with_context(|| format!("writing {}", config.display()))?;
+    let isolated_config = work.join("isolated.toml");
+    fs::write(&isolated_config, host_config(plugins, "process"))
+        .with_context(|| format!("writing {}", isolated_config.display()))?;
     let input = work.join("items.jsonl");
     let output = work.join("outcomes.jsonl");
     write_items(&input, plan.host_items)?;
@@ -376,11 +446,11 @@ fn host_rows_in(
         .rows
         .push(process_row("serde_json, one thread", &floor_runs, plan.host_items).floor());
 
-    let host_command = |input: &Path| {
+    let host_command_with = |config: &Path, input: &Path| {
         let mut command = Command::new(host);
         command
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .arg("--no-progress")
             .arg("--quiet")
             .arg("run")
@@ -392,6 +462,7 @@ fn host_rows_in(
             .env_remove("TASKHOST_CONFIG");
         command
     };
+    let host_command = |input: &Path| host_command_with(&config, input);
     let host_runs: Vec<ProcessRun> = (0..plan.host_reps)
         .map(|_| run_watched(&mut host_command(&input)))
         .collect::<Result<_>>()?;
@@ -407,6 +478,27 @@ fn host_rows_in(
         &host_runs,
         plan.host_items,
     ));
+    let isolated_runs: Vec<ProcessRun> = (0..plan.host_reps)
+        .map(|_| run_watched(&mut host_command_with(&isolated_config, &input)))
+        .collect::<Result<_>>()?;
+    let isolated_ok = count_lines_containing(&output, br#""status":"ok""#)?;
+    if isolated_ok != plan.host_items {
+        bail!(
+            "`taskhost run` with isolation = \"process\" wrote {isolated_ok} `ok` outcomes for {} \
+             items",
+            plan.host_items
+        );
+    }
+    let thread_row_index = report.rows.len() - 1;
+    report.rows.push(
+        process_row(
+            "taskhost run, isolation = \"process\"",
+            &isolated_runs,
+            plan.host_items,
+        )
+        .with_extra("the same items, each worker's tasks in its own worker process"),
+    );
+    let isolated_row_index = report.rows.len() - 1;
 
     write_items(&input, plan.host_items_large)?;
     let large_run = run_watched(&mut host_command(&input))?;
@@ -435,6 +527,14 @@ fn host_rows_in(
             .to_owned(),
     );
     report.compute_ratios();
+    let median = |index: usize| report.rows[index].summary.map(|summary| summary.median);
+    if let (Some(thread), Some(process)) = (median(thread_row_index), median(isolated_row_index)) {
+        report.notes.push(format!(
+            "isolation = \"process\" runs {:.2}× the items/s of isolation = \"thread\" \
+             (target: at least 0.5×).",
+            thread / process
+        ));
+    }
     Ok(())
 }
 
@@ -505,7 +605,7 @@ mod tests {
 
     #[test]
     fn the_host_config_names_the_plugin_dir_and_two_workers() {
-        let config = host_config(Path::new("/tmp/plugins dir"));
+        let config = host_config(Path::new("/tmp/plugins dir"), "process");
         assert!(
             config.contains(r#"dirs = ["/tmp/plugins dir"]"#),
             "{config}"
@@ -514,5 +614,6 @@ mod tests {
             config.contains(&format!("max_workers = {WORKERS}")),
             "{config}"
         );
+        assert!(config.contains("isolation = \"process\""), "{config}");
     }
 }

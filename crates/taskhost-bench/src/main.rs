@@ -3,6 +3,14 @@
 //! Run through `cargo xtask bench [--quick]`; see this crate's README for what each scenario
 //! measures and how to read the ratios. Writes `target/bench/report.{md,json,svg}` and prints the
 //! Markdown to stdout; progress goes to stderr.
+//!
+//! The modules form layers, bottom first; each uses only modules of lower layers:
+//! `stats`, `procfs`, `python`, `pools` (the peers behind one trait) · `scenarios` (what each
+//! scenario does for one contender), `table` (one scenario's rows and ratios) · `external`
+//! (the plugin call and the host end to end) · `cluster` (submit and workers over a real NATS
+//! server) · `targets` (the targets against the tables) ·
+//! `report` (the whole run as Markdown, JSON, SVG) · `runner` (which scenario runs what) · this
+//! file (the command line).
 #![forbid(unsafe_code)]
 
 mod cluster;
@@ -14,6 +22,7 @@ mod report;
 mod runner;
 mod scenarios;
 mod stats;
+mod table;
 mod targets;
 
 use std::env;

@@ -275,9 +275,9 @@ impl Drop for Floor {
 /// needs in safe Rust with std's primitives: a shared slot that the task fills (`OnceLock`) and
 /// that wakes a parked waiter only if one registered. Two allocations per task (the slot and the
 /// boxed closure), no cancellation, no ids, no shutdown guarantees. Not a peer but a second
-/// reference line: what returning a handle costs in this harness, whoever implements it (a
-/// `notify_all` on a `Condvar` per task instead made it some 6× the floor in scenario 3, a
-/// futex wake per task).
+/// reference line: what returning a handle costs in this harness, whoever implements it. It
+/// wakes only a waiter that registered: a `Condvar` notified per task would add a futex wake per
+/// task, and the line would measure that instead of the handle (see the README).
 #[derive(Debug)]
 pub struct HandleFloor(Floor);
 

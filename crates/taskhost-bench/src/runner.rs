@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 
-use crate::report::{figure, Row, ScenarioReport};
 use crate::scenarios::{self, Contender, IdleFigures, MemoryFigures, Plan, WORKERS};
 use crate::stats::Summary;
+use crate::table::{figure, row_from, Row, ScenarioReport};
 use crate::{external, python};
 
 /// Every scenario: its number in issue 5 and the name `--scenario` takes.
@@ -60,23 +60,6 @@ pub fn run_scenario(key: &str, plan: &Plan, contenders: &[Contender]) -> Result<
     };
     report.compute_ratios();
     Ok(report)
-}
-
-/// A row from a contender's samples, or a skipped row saying what went wrong.
-pub fn row_from(name: &str, samples: Result<Vec<f64>>) -> Row {
-    match samples {
-        Ok(samples) => match Summary::of(&samples) {
-            Some(summary) => {
-                eprintln!("  {name:<28} median {}", figure(summary.median));
-                Row::measured(name, Some(summary))
-            }
-            None => Row::skipped(name, "no samples"),
-        },
-        Err(error) => {
-            eprintln!("  {name:<28} skipped: {error:#}");
-            Row::skipped(name, format!("{error:#}"))
-        }
-    }
 }
 
 /// One row per Rust contender, the floor marked. `measure` takes one round's samples; the rounds
@@ -585,4 +568,24 @@ fn idle_row(name: &str, figures: Result<Vec<IdleFigures>>) -> Row {
 
 fn figure_ms(nanos: u64) -> String {
     format!("{}", nanos / 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handle_floor_runs_only_in_the_batch_scenarios() {
+        let scenarios_of = |contender: Contender| {
+            SCENARIOS
+                .iter()
+                .filter(|(_, scenario)| contender.runs_in(scenario))
+                .count()
+        };
+        assert_eq!(scenarios_of(Contender::ExecutorSubmit), SCENARIOS.len());
+        assert!(Contender::HandleFloor.runs_in("throughput"));
+        assert!(Contender::HandleFloor.runs_in("many-submitters"));
+        assert!(Contender::HandleFloor.runs_in("memory"));
+        assert_eq!(scenarios_of(Contender::HandleFloor), 3);
+    }
 }

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::report::{figure, Row, ScenarioReport};
 use crate::scenarios::Contender;
+use crate::table::{figure, Row, ScenarioReport};
 
 /// One target and where this run stands.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -18,23 +18,23 @@ use crate::sync::{lock, Arc, Mutex, Ordering};
 use crate::task_id::next_task_id;
 use crate::timings::NOT_TIMED;
 
-/// A refused job and why.
-type Refused = (Work, Refusal);
+/// A job the queue did not take, handed back with the reason.
+type RefusedWork = (Work, WhyRefused);
 
 /// Why a submit was refused.
-enum Refusal {
+enum WhyRefused {
     ShutDown,
     Broken(String),
     Full,
 }
 
-impl Refusal {
+impl WhyRefused {
     /// The error a refused submit returns, with its closure `f` handed back.
     fn into_error<F>(self, f: F) -> SubmitError<F> {
         match self {
-            Refusal::ShutDown => SubmitError::ShutDown(f),
-            Refusal::Broken(why) => SubmitError::BrokenPool(f, why),
-            Refusal::Full => SubmitError::QueueFull(f),
+            WhyRefused::ShutDown => SubmitError::ShutDown(f),
+            WhyRefused::Broken(why) => SubmitError::BrokenPool(f, why),
+            WhyRefused::Full => SubmitError::QueueFull(f),
         }
     }
 }
@@ -130,14 +130,14 @@ impl PoolInner {
         job: Work,
         task_id: u64,
         task: Option<&str>,
-    ) -> Result<Option<Work>, Refused> {
+    ) -> Result<Option<Work>, RefusedWork> {
         let stripe = self.submits.mine();
         stripe.enter();
         // Broken first, as Python 3.14 checks: the more informative reason wins when both hold.
         let refusal = if self.broken.load(Ordering::SeqCst) {
-            Some(Refusal::Broken(self.broken_reason()))
+            Some(WhyRefused::Broken(self.broken_reason()))
         } else if self.shutdown.load(Ordering::SeqCst) {
-            Some(Refusal::ShutDown)
+            Some(WhyRefused::ShutDown)
         } else {
             None
         };
@@ -159,7 +159,7 @@ impl PoolInner {
                     Ok(None)
                 }
                 Err(job) if self.when_full == WhenFull::CallerRuns => Ok(Some(job)),
-                Err(job) => Err((job, Refusal::Full)),
+                Err(job) => Err((job, WhyRefused::Full)),
             }
         };
         stripe.leave();
@@ -171,7 +171,13 @@ impl PoolInner {
     }
 
     /// Counts and reports a refusal.
-    fn refuse(&self, job: Work, refusal: Refusal, task_id: u64, task: Option<&str>) -> Refused {
+    fn refuse(
+        &self,
+        job: Work,
+        refusal: WhyRefused,
+        task_id: u64,
+        task: Option<&str>,
+    ) -> RefusedWork {
         self.metrics.inc_rejected();
         // An untraced fire-and-forget task has no number yet (`0`).
         let task_id = if task_id == 0 {
@@ -180,9 +186,9 @@ impl PoolInner {
             task_id
         };
         let reason = match refusal {
-            Refusal::ShutDown => "shut_down",
-            Refusal::Broken(_) => "broken_pool",
-            Refusal::Full => "queue_full",
+            WhyRefused::ShutDown => "shut_down",
+            WhyRefused::Broken(_) => "broken_pool",
+            WhyRefused::Full => "queue_full",
         };
         emit_rejected(&self.name, task_id, task, reason);
         (job, refusal)

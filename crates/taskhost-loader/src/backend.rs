@@ -13,9 +13,12 @@ use abi_stable::sabi_types::{VersionNumber, VersionStrings};
 use abi_stable::std_types::{RSlice, RStr};
 use taskhost_plugin_api::abi::{HostContextRef, HostContext_TO, PluginModuleRef, RawFailure};
 
+use taskhost_plugin_api::FailureKind;
+
 use crate::c_abi::{self, CPlugin};
 use crate::context::{HostAdapter, RunContext};
-use crate::{FailureKind, LoadError, PluginAbi, TaskFailure, TaskInfo};
+use crate::description::{Description, PluginAbi, TaskFailure, TaskInfo};
+use crate::error::LoadError;
 
 /// A loaded plugin library, by backend. Libraries are never unloaded (abi_stable leaks them on
 /// purpose: code or data of a plugin may still be referenced; [`Backend::open`] leaks its own
@@ -26,15 +29,6 @@ pub(crate) enum Backend {
     AbiStable(PluginModuleRef),
     /// A plugin exporting the C descriptor symbol of `taskhost_plugin.h`.
     C(&'static CPlugin),
-}
-
-/// How a plugin describes itself, in Rust-owned data, whatever its backend.
-#[derive(Debug, Clone)]
-pub(crate) struct Description {
-    pub(crate) name: String,
-    pub(crate) version: String,
-    pub(crate) metadata: String,
-    pub(crate) tasks: Vec<TaskInfo>,
 }
 
 /// The interface version this host was built against.

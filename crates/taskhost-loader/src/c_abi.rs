@@ -19,10 +19,11 @@ use std::path::Path;
 
 use abi_stable::std_types::{ROption, RStr};
 use taskhost_plugin_api::abi::HostContext;
+use taskhost_plugin_api::{FailureKind, LogLevel};
 
-use crate::backend::Description;
 use crate::context::{HostAdapter, RunContext};
-use crate::{FailureKind, LoadError, LogLevel, TaskFailure, TaskInfo};
+use crate::description::{Description, TaskFailure, TaskInfo};
+use crate::error::LoadError;
 
 /// The symbol a C plugin exports (`TH_DESCRIPTOR_SYMBOL`).
 pub(crate) const DESCRIPTOR_SYMBOL: &str = "taskhost_plugin_descriptor";

@@ -9,8 +9,6 @@ use abi_stable::std_types::{ROption, RStr};
 use taskhost_plugin_api::abi::HostContext;
 use taskhost_plugin_api::LogLevel;
 
-use crate::PluginTask;
-
 /// The host's side of a running task: cancellation, progress and logging.
 ///
 /// The loader calls these from the thread that runs the task, while the plugin runs.
@@ -69,13 +67,8 @@ impl fmt::Debug for TracingContext<'_> {
 }
 
 impl<'a> TracingContext<'a> {
-    /// A context for `task` that is never cancelled.
-    pub fn new(task: &'a PluginTask) -> TracingContext<'a> {
-        TracingContext::with_names(task.plugin_name(), task.full_name())
-    }
-
     /// A context that tags events with the given plugin name and full task name (for expand
-    /// steps and other calls that are not a [`PluginTask`]).
+    /// steps and other calls that are not a [`PluginTask`](crate::PluginTask)).
     pub fn with_names(plugin: &'a str, task: &'a str) -> TracingContext<'a> {
         TracingContext {
             plugin,

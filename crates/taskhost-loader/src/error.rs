@@ -1,8 +1,7 @@
 //! Why a plugin did not load.
 
+use std::fmt;
 use std::path::PathBuf;
-
-use crate::trust::Distrust;
 
 /// Why a plugin (or a plugin folder) was not loaded.
 ///
@@ -247,5 +246,57 @@ fn unpinned_message(
             "{}: refused: `require_pins` is on and plugin `{plugin}` has no pin in [plugins.pins] (the file's checksum {found}{hint})",
             path.display()
         ),
+    }
+}
+
+/// Why a plugin file or folder is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Distrust {
+    /// The path is a symbolic link.
+    Symlink {
+        /// Where it points, when that could be read.
+        target: Option<PathBuf>,
+    },
+    /// Group or others may write to it.
+    Writable {
+        /// The permission bits (`mode & 0o7777`).
+        mode: u32,
+    },
+    /// Someone other than the current user or root owns it.
+    Owner {
+        /// The owner's uid.
+        uid: u32,
+        /// The current (effective) uid.
+        euid: u32,
+    },
+    /// It is not a regular file (or, for a folder, not a directory).
+    NotRegular,
+}
+
+impl fmt::Display for Distrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Distrust::Symlink { target } => {
+                f.write_str("it is a symbolic link")?;
+                if let Some(target) = target {
+                    write!(f, " (to {})", target.display())?;
+                }
+                f.write_str(
+                    "; plugins and plugin folders must be real files and folders \
+                     (copy the file, or configure the real folder)",
+                )
+            }
+            Distrust::Writable { mode } => write!(
+                f,
+                "it is writable by group or others (mode {mode:04o}); only its owner may \
+                 write to it (chmod go-w)"
+            ),
+            Distrust::Owner { uid, euid } => write!(
+                f,
+                "it is owned by uid {uid}, expected the current user (uid {euid}) or root (uid 0)"
+            ),
+            Distrust::NotRegular => f.write_str("it is not a regular file"),
+        }
     }
 }

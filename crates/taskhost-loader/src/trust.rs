@@ -30,66 +30,13 @@
 //! would take a later library opened under a reused `N` for the one already loaded.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::LoadError;
-
-/// Why a plugin file or folder is not trusted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Distrust {
-    /// The path is a symbolic link.
-    Symlink {
-        /// Where it points, when that could be read.
-        target: Option<PathBuf>,
-    },
-    /// Group or others may write to it.
-    Writable {
-        /// The permission bits (`mode & 0o7777`).
-        mode: u32,
-    },
-    /// Someone other than the current user or root owns it.
-    Owner {
-        /// The owner's uid.
-        uid: u32,
-        /// The current (effective) uid.
-        euid: u32,
-    },
-    /// It is not a regular file (or, for a folder, not a directory).
-    NotRegular,
-}
-
-impl fmt::Display for Distrust {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Distrust::Symlink { target } => {
-                f.write_str("it is a symbolic link")?;
-                if let Some(target) = target {
-                    write!(f, " (to {})", target.display())?;
-                }
-                f.write_str(
-                    "; plugins and plugin folders must be real files and folders \
-                     (copy the file, or configure the real folder)",
-                )
-            }
-            Distrust::Writable { mode } => write!(
-                f,
-                "it is writable by group or others (mode {mode:04o}); only its owner may \
-                 write to it (chmod go-w)"
-            ),
-            Distrust::Owner { uid, euid } => write!(
-                f,
-                "it is owned by uid {uid}, expected the current user (uid {euid}) or root (uid 0)"
-            ),
-            Distrust::NotRegular => f.write_str("it is not a regular file"),
-        }
-    }
-}
+use crate::error::{Distrust, LoadError};
 
 /// `sha256:<64 lowercase hex digits>` from a pin as written: the `sha256:` prefix and 64 hex
 /// digits (either case). The error says what is wrong.
@@ -368,11 +315,33 @@ impl Folder {
         for entry in std::fs::read_dir(&self.dir).map_err(read_error)? {
             let entry = entry.map_err(read_error)?;
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+            let Some(name) = name.to_str() else {
+                tracing::debug!(
+                    target: "taskhost::loader",
+                    path = %entry.path().display(),
+                    "plugin.skipped: the file name is not UTF-8"
+                );
+                continue;
+            };
             let is_library = name.starts_with(std::env::consts::DLL_PREFIX)
                 && name.ends_with(std::env::consts::DLL_SUFFIX)
                 && !name.starts_with('.');
             if !is_library {
+                // A library under another name is worth a word (`wordcount.so`, `libx.so.1`);
+                // a README or a `.partial` being copied in, only at debug level.
+                let looks_like_a_library =
+                    name.contains(std::env::consts::DLL_SUFFIX) && !name.starts_with('.');
+                let path = entry.path();
+                let rule = format!(
+                    "only files named {}NAME{} load",
+                    std::env::consts::DLL_PREFIX,
+                    std::env::consts::DLL_SUFFIX
+                );
+                if looks_like_a_library {
+                    tracing::info!(target: "taskhost::loader", path = %path.display(), "plugin.skipped: {rule}");
+                } else {
+                    tracing::debug!(target: "taskhost::loader", path = %path.display(), "plugin.skipped: {rule}");
+                }
                 continue;
             }
             // `file_type` does not follow symbolic links.
@@ -529,6 +498,10 @@ mod tests {
         assert!(parse_pin(&hex).unwrap_err().contains("sha256 is the only"));
         assert!(parse_pin("sha256:abc").unwrap_err().contains("found 3"));
         assert!(parse_pin(&format!("sha256:{}", "zz".repeat(32))).is_err());
+        assert!(parse_pin("md5:abc")
+            .unwrap_err()
+            .contains("sha256 is the only"));
+        assert!(parse_pin("").is_err());
     }
 
     #[test]

@@ -79,7 +79,12 @@
  * declares. Anything else (removing, reordering or retyping a field) is a new major version.
  *
  * Not in 1.0: the expand step of Rust plugins (a job that fans out into work items) and plugin
- * metadata beyond an optional JSON string. A C plugin is otherwise indistinguishable from a
+ * metadata beyond an optional JSON string (which may say, as the Rust SDK does, which input field
+ * `taskhost run plugin/task ARG` fills: {"taskhost": {"arguments": {"task": "field"}}}).
+ *
+ * FILE NAMES: the host loads only files named libNAME.so (libNAME.dylib on macOS, NAME.dll on
+ * Windows) from its plugin folders; any other file is skipped (logged at info level when it
+ * looks like a library under another name, such as hello.so or libhello.so.1). A C plugin is otherwise indistinguishable from a
  * Rust one to the host: same routing, tracing, cancellation and outcome records.
  */
 #ifndef TASKHOST_PLUGIN_H
@@ -193,6 +198,179 @@ typedef struct th_plugin_descriptor {
  */
 typedef const th_plugin_descriptor *(*th_descriptor_fn)(void);
 TH_EXPORT const th_plugin_descriptor *taskhost_plugin_descriptor(void);
+
+/*
+ * JSON HELPERS (optional; define TH_NO_JSON_HELPERS before the include to leave them out)
+ *
+ * Inputs and outputs are JSON text. These two cover the common case, a string member in and a
+ * JSON string out, with no allocation:
+ *
+ *     char name[256];
+ *     if (th_json_get_string(input, len, "name", name, sizeof name) < 0) ...   // TH_INVALID_INPUT
+ *     long n = th_json_put_string(name, strlen(name), buffer, sizeof buffer); // "\"Ada\""
+ *
+ * For anything more, a small C library fits: jsmn (a tokenizer in one header, no allocation)
+ * or cJSON (a tree, one .c file); both MIT-licensed.
+ */
+#ifndef TH_NO_JSON_HELPERS
+
+/* Skips white space in text[*at..len). */
+static inline void th_json_skip_space_(const uint8_t *text, size_t len, size_t *at) {
+    while (*at < len && (text[*at] == ' ' || text[*at] == '\t' || text[*at] == '\n' ||
+                         text[*at] == '\r'))
+        (*at)++;
+}
+
+/* Skips the JSON value at text[*at..len) (a string, object, array, number, true, false or
+ * null); returns 0, or -1 on malformed text. */
+static inline int th_json_skip_value_(const uint8_t *text, size_t len, size_t *at) {
+    size_t depth = 0;
+    do {
+        th_json_skip_space_(text, len, at);
+        if (*at >= len) return -1;
+        uint8_t c = text[*at];
+        if (c == '"') {
+            for ((*at)++; *at < len && text[*at] != '"'; (*at)++)
+                if (text[*at] == '\\') (*at)++;
+            if (*at >= len) return -1;
+            (*at)++;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            (*at)++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0) return -1;
+            depth--;
+            (*at)++;
+        } else if (c == ',' || c == ':') {
+            if (depth == 0) return -1;
+            (*at)++;
+        } else {
+            size_t start = *at;
+            while (*at < len && text[*at] != ',' && text[*at] != '}' && text[*at] != ']' &&
+                   text[*at] != ' ' && text[*at] != '\t' && text[*at] != '\n' &&
+                   text[*at] != '\r' && text[*at] != ':')
+                (*at)++;
+            if (*at == start) return -1;
+        }
+    } while (depth > 0);
+    return 0;
+}
+
+/*
+ * Finds the string member `key` at the top level of the JSON object input[0..len) and copies
+ * its value, unescaped and NUL-terminated, into out[0..cap). Returns the value's length in
+ * bytes; -1 when the input is not a JSON object, has no such member, or the member is not a
+ * string; -2 when the value (and its NUL) does not fit in `cap` bytes. Escapes: \" \\ \/ \b
+ * \f \n \r \t and \u0000-\u007F (any other \u escape reads as -1). `key` is compared as
+ * written (a key with escapes in the input does not match).
+ */
+static inline long th_json_get_string(const uint8_t *input, size_t len, const char *key,
+                                      char *out, size_t cap) {
+    size_t at = 0, key_len = 0;
+    while (key[key_len] != '\0') key_len++;
+    th_json_skip_space_(input, len, &at);
+    if (at >= len || input[at] != '{') return -1;
+    at++;
+    for (;;) {
+        th_json_skip_space_(input, len, &at);
+        if (at < len && input[at] == '}') return -1;
+        if (at >= len || input[at] != '"') return -1;
+        size_t name = ++at;
+        while (at < len && input[at] != '"') at += input[at] == '\\' ? 2 : 1;
+        if (at >= len) return -1;
+        int matches = at - name == key_len;
+        for (size_t i = 0; matches && i < key_len; i++) matches = input[name + i] == (uint8_t)key[i];
+        at++;
+        th_json_skip_space_(input, len, &at);
+        if (at >= len || input[at] != ':') return -1;
+        at++;
+        th_json_skip_space_(input, len, &at);
+        if (matches) {
+            if (at >= len || input[at] != '"') return -1;
+            size_t n = 0;
+            for (at++; at < len && input[at] != '"'; at++) {
+                uint8_t c = input[at];
+                if (c == '\\') {
+                    if (++at >= len) return -1;
+                    switch (input[at]) {
+                    case '"': c = '"'; break;
+                    case '\\': c = '\\'; break;
+                    case '/': c = '/'; break;
+                    case 'b': c = '\b'; break;
+                    case 'f': c = '\f'; break;
+                    case 'n': c = '\n'; break;
+                    case 'r': c = '\r'; break;
+                    case 't': c = '\t'; break;
+                    case 'u': {
+                        unsigned value = 0;
+                        if (at + 4 >= len) return -1;
+                        for (int i = 1; i <= 4; i++) {
+                            uint8_t h = input[at + i];
+                            value = value * 16 + (h >= '0' && h <= '9'   ? (unsigned)(h - '0')
+                                                  : h >= 'a' && h <= 'f' ? (unsigned)(h - 'a' + 10)
+                                                  : h >= 'A' && h <= 'F' ? (unsigned)(h - 'A' + 10)
+                                                                         : 0x10000u);
+                        }
+                        if (value > 0x7F) return -1;
+                        c = (uint8_t)value;
+                        at += 4;
+                        break;
+                    }
+                    default: return -1;
+                    }
+                }
+                if (n + 1 >= cap) return -2;
+                out[n++] = (char)c;
+            }
+            if (at >= len) return -1;
+            out[n] = '\0';
+            return (long)n;
+        }
+        if (th_json_skip_value_(input, len, &at) != 0) return -1;
+        th_json_skip_space_(input, len, &at);
+        if (at < len && input[at] == ',') {
+            at++;
+            continue;
+        }
+        return -1;
+    }
+}
+
+/*
+ * Writes text[0..len) as a JSON string, quoted and escaped, into out[0..cap) (not
+ * NUL-terminated). Returns the number of bytes written, or -1 when they do not fit (2 + 6 *
+ * len bytes always do). UTF-8 passes through as it is.
+ */
+static inline long th_json_put_string(const char *text, size_t len, char *out, size_t cap) {
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    if (cap < 2) return -1;
+    out[n++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = (uint8_t)text[i];
+        char escaped[6];
+        size_t size = 0;
+        if (c == '"' || c == '\\') {
+            escaped[size++] = '\\';
+            escaped[size++] = (char)c;
+        } else if (c < 0x20) {
+            escaped[size++] = '\\';
+            escaped[size++] = 'u';
+            escaped[size++] = '0';
+            escaped[size++] = '0';
+            escaped[size++] = hex[c >> 4];
+            escaped[size++] = hex[c & 15];
+        } else {
+            escaped[size++] = (char)c;
+        }
+        if (n + size + 1 > cap) return -1;
+        for (size_t j = 0; j < size; j++) out[n++] = escaped[j];
+    }
+    out[n++] = '"';
+    return (long)n;
+}
+
+#endif /* TH_NO_JSON_HELPERS */
 
 #ifdef __cplusplus
 } /* extern "C" */

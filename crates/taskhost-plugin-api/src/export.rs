@@ -42,7 +42,9 @@ macro_rules! export_plugin {
             }
 
             extern "C" fn __taskhost_describe() -> RResult<PluginDescriptor, RawFailure> {
-                $crate::__private::describe(__taskhost_plugin)
+                // Evaluated here, in the plugin's crate: whether *it* was built with debug
+                // assertions (a debug build), which `taskhost plugins` points out.
+                $crate::__private::describe(__taskhost_plugin, cfg!(debug_assertions))
             }
 
             extern "C" fn __taskhost_run_task(

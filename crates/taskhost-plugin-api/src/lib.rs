@@ -22,8 +22,10 @@
 //! crate-type = ["cdylib", "rlib"]
 //!
 //! [dependencies]
-//! taskhost-plugin-api = "0.1"   # or { path = ".../crates/taskhost-plugin-api" }
+//! # Not on crates.io: the path of a checkout of taskhost (or `git = "…"` and its URL).
+//! taskhost-plugin-api = { path = "../taskhost/crates/taskhost-plugin-api" }
 //! serde = { version = "1", features = ["derive"] }
+//! serde_json = "1"   # for `serde_json::json!` in the expand step below
 //! ```
 //!
 //! **2. Write each task as a function** from a typed input and a [`TaskContext`] to a typed
@@ -135,9 +137,14 @@
 
 pub mod abi;
 mod export;
+#[cfg(feature = "json")]
+pub mod pages;
+mod panics;
 mod sdk;
 
 pub use abi::LogLevel;
+#[cfg(feature = "json")]
+pub use pages::WorkItems;
 #[doc(hidden)]
 pub use sdk::__private;
 #[cfg(feature = "json")]

@@ -243,6 +243,10 @@ impl<'a> TaskContext<'a> {
 type RawTaskFn = dyn Fn(&[u8], &TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync;
 type RawExpandFn =
     dyn Fn(&str, &[u8], &TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync;
+#[cfg(feature = "json")]
+type ItemsFn = dyn Fn(&str, &[u8], &TaskContext<'_>) -> Result<crate::pages::WorkItems, TaskError>
+    + Send
+    + Sync;
 
 struct TaskEntry {
     description: String,
@@ -271,6 +275,16 @@ pub struct Plugin {
     tasks: BTreeMap<String, TaskEntry>,
     order: Vec<String>,
     expand: Option<Box<RawExpandFn>>,
+    /// The same expand step, one item at a time, for a host that pages through it.
+    #[cfg(feature = "json")]
+    expand_items: Option<Box<ItemsFn>>,
+    /// The page-by-page expansions under way.
+    #[cfg(feature = "json")]
+    expansions: crate::pages::Expansions,
+    /// The job names the expand step takes (`plugin/JOB`); empty: any.
+    expand_jobs: Vec<String>,
+    /// Per task, the input field a plain line or argument fills (`taskhost run TASK ARG…`).
+    arguments: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for Plugin {
@@ -295,7 +309,68 @@ impl Plugin {
             tasks: BTreeMap::new(),
             order: Vec::new(),
             expand: None,
+            #[cfg(feature = "json")]
+            expand_items: None,
+            #[cfg(feature = "json")]
+            expansions: Default::default(),
+            expand_jobs: Vec::new(),
+            arguments: BTreeMap::new(),
         }
+    }
+
+    /// Names the input field of `task` that a plain line or argument fills, so that
+    /// `taskhost run plugin/task a.txt b.txt` (or `--lines files.txt`) runs the task on
+    /// `{"field": "a.txt"}`, then `{"field": "b.txt"}`. Without it each line is handed over
+    /// as a JSON string. The host reads it from the plugin's metadata.
+    ///
+    /// ```
+    /// use taskhost_plugin_api::{Plugin, TaskContext, TaskError};
+    ///
+    /// fn size(input: serde_json::Value, _ctx: &TaskContext<'_>) -> Result<u64, TaskError> {
+    ///     let path = input["path"].as_str().unwrap_or_default();
+    ///     std::fs::metadata(path).map(|m| m.len()).map_err(|e| TaskError::failed(e.to_string()))
+    /// }
+    ///
+    /// let plugin = Plugin::new("files", "0.1.0")
+    ///     .task("size", "the size of the file at `path`", size)
+    ///     .task_argument("size", "path");
+    /// # let _ = plugin;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `task` is not a task of the plugin (add the task first).
+    pub fn task_argument(mut self, task: &str, field: &str) -> Plugin {
+        assert!(
+            self.tasks.contains_key(task),
+            "task_argument: plugin `{}` has no task `{task}` (add it first)",
+            self.name
+        );
+        self.arguments.insert(task.to_owned(), field.to_owned());
+        self
+    }
+
+    /// Names the jobs the expand step takes: `--expand plugin/JOB` with another job is refused
+    /// (an `invalid_input` failure that lists these) before the expand step runs. Without it,
+    /// any job name reaches the expand step, which may then tell its jobs apart.
+    ///
+    /// ```
+    /// use taskhost_plugin_api::Plugin;
+    ///
+    /// let plugin = Plugin::new("files", "0.1.0")
+    ///     .raw_expand(|_job, _params, _ctx| Ok(b"[]".to_vec()))
+    ///     .expand_jobs(["list"]);
+    /// assert!(plugin.expand_detached("list", b"{}").is_ok());
+    /// let error = plugin.expand_detached("lsit", b"{}").unwrap_err();
+    /// assert_eq!(error.message(), "plugin `files` has no job `lsit` to expand (it has: list)");
+    /// ```
+    pub fn expand_jobs<I, S>(mut self, jobs: I) -> Plugin
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.expand_jobs = jobs.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Attaches a JSON object of metadata for the host (empty by default).
@@ -362,11 +437,18 @@ impl Plugin {
         F: Fn(&str, &[u8], &TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync + 'static,
     {
         self.expand = Some(Box::new(expand));
+        #[cfg(feature = "json")]
+        {
+            self.expand_items = None;
+        }
         self
     }
 
     /// Sets a typed expand step: the parameters are parsed from JSON into `P` and the returned
     /// work items are written as a JSON array.
+    ///
+    /// The host takes the items a page at a time (see [`Plugin::expand_iter`]), but this
+    /// step makes them all at once: for a large expansion, prefer `expand_iter`.
     #[cfg(feature = "json")]
     pub fn expand<P, F>(self, expand: F) -> Plugin
     where
@@ -376,13 +458,61 @@ impl Plugin {
             + Sync
             + 'static,
     {
-        self.raw_expand(move |job, params, ctx| {
+        self.expand_iter(move |job, params: P, ctx| {
+            Ok(expand(job, params, ctx)?.into_iter().map(Ok))
+        })
+    }
+
+    /// Sets a typed expand step that makes its work items one at a time: the host takes them a
+    /// page at a time, as its bounded window has room, so a job that expands to millions of
+    /// items never has them all in memory (the iterator must own what it needs: it outlives
+    /// the call). An `Err` item ends the expansion with that failure.
+    ///
+    /// ```
+    /// use taskhost_plugin_api::{Plugin, WorkItem};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Range {
+    ///     to: u64,
+    /// }
+    ///
+    /// let plugin = Plugin::new("numbers", "0.1.0")
+    ///     .raw_task("square", "squares a number", |input, _ctx| Ok(input.to_vec()))
+    ///     .expand_iter(|_job, range: Range, _ctx| {
+    ///         Ok((1..=range.to).map(|n| {
+    ///             Ok(WorkItem {
+    ///                 id: None,
+    ///                 task: "numbers/square".into(),
+    ///                 input: serde_json::json!(n),
+    ///             })
+    ///         }))
+    ///     });
+    /// let items = plugin.expand_detached("squares", br#"{"to": 3}"#).unwrap();
+    /// assert_eq!(items, br#"[{"task":"numbers/square","input":1},{"task":"numbers/square","input":2},{"task":"numbers/square","input":3}]"#);
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn expand_iter<P, F, I>(mut self, expand: F) -> Plugin
+    where
+        P: serde::de::DeserializeOwned,
+        F: Fn(&str, P, &TaskContext<'_>) -> Result<I, TaskError> + Send + Sync + 'static,
+        I: IntoIterator<Item = Result<WorkItem, TaskError>>,
+        I::IntoIter: Send + 'static,
+    {
+        let items = move |job: &str, params: &[u8], ctx: &TaskContext<'_>| {
             let params: P = serde_json::from_slice(params)
                 .map_err(|e| TaskError::invalid_input(format!("parameters of `{job}`: {e}")))?;
-            let items = expand(job, params, ctx)?;
-            serde_json::to_vec(&items)
+            let items = expand(job, params, ctx)?.into_iter();
+            Ok(Box::new(items) as crate::pages::WorkItems)
+        };
+        let items: std::sync::Arc<ItemsFn> = std::sync::Arc::new(items);
+        let one_shot = std::sync::Arc::clone(&items);
+        self = self.raw_expand(move |job, params, ctx| {
+            let all = one_shot(job, params, ctx)?.collect::<Result<Vec<WorkItem>, _>>()?;
+            serde_json::to_vec(&all)
                 .map_err(|e| TaskError::failed(format!("serializing work items: {e}")))
-        })
+        });
+        self.expand_items = Some(Box::new(move |job, params, ctx| items(job, params, ctx)));
+        self
     }
 
     /// The plugin's name.
@@ -449,6 +579,26 @@ impl Plugin {
         params: &[u8],
         ctx: &TaskContext<'_>,
     ) -> Result<Vec<u8>, TaskError> {
+        if !self.expand_jobs.is_empty() && !self.expand_jobs.iter().any(|known| known == job) {
+            return Err(TaskError::invalid_input(format!(
+                "plugin `{}` has no job `{job}` to expand (it has: {})",
+                self.name,
+                self.expand_jobs.join(", ")
+            )));
+        }
+        #[cfg(feature = "json")]
+        if let Some(items) = &self.expand_items {
+            if let Some(request) = crate::pages::PageRequest::parse(params) {
+                let start = if request.is_first() {
+                    let params = serde_json::to_vec(&request.params)
+                        .map_err(|e| TaskError::failed(e.to_string()))?;
+                    Some(items(job, &params, ctx)?)
+                } else {
+                    None
+                };
+                return self.expansions.page(&request, start);
+            }
+        }
         match &self.expand {
             Some(expand) => expand(job, params, ctx),
             None => Err(TaskError::invalid_input(format!(
@@ -458,7 +608,9 @@ impl Plugin {
         }
     }
 
-    fn descriptor(&self) -> PluginDescriptor {
+    /// The descriptor the host reads; `debug_build` is `cfg!(debug_assertions)` of the crate
+    /// that exported the plugin (see [`export_plugin!`](crate::export_plugin)).
+    fn descriptor(&self, debug_build: bool) -> PluginDescriptor {
         PluginDescriptor {
             name: self.name.as_str().into(),
             version: self.version.as_str().into(),
@@ -470,9 +622,56 @@ impl Plugin {
                     description: self.tasks[name].description.as_str().into(),
                 })
                 .collect(),
-            metadata: self.metadata.as_str().into(),
+            metadata: self.metadata_with_facts(debug_build).into(),
         }
     }
+
+    /// The author's metadata with the SDK's facts under the key `"taskhost"`:
+    /// `{"taskhost": {"debug_build": true, "arguments": {"task": "field"}, "expand_jobs": […]}, …}`.
+    /// Metadata that is not a JSON object is left as it is.
+    fn metadata_with_facts(&self, debug_build: bool) -> String {
+        let mut facts = format!("\"debug_build\":{debug_build}");
+        if !self.arguments.is_empty() {
+            let pairs: Vec<String> = self
+                .arguments
+                .iter()
+                .map(|(task, field)| format!("{}:{}", json_string(task), json_string(field)))
+                .collect();
+            facts.push_str(&format!(",\"arguments\":{{{}}}", pairs.join(",")));
+        }
+        if !self.expand_jobs.is_empty() {
+            let jobs: Vec<String> = self.expand_jobs.iter().map(|j| json_string(j)).collect();
+            facts.push_str(&format!(",\"expand_jobs\":[{}]", jobs.join(",")));
+        }
+        #[cfg(feature = "json")]
+        if self.expand_items.is_some() {
+            facts.push_str(",\"expand_pages\":true");
+        }
+        let ours = format!("\"taskhost\":{{{facts}}}");
+        let theirs = self.metadata.trim();
+        match theirs.strip_prefix('{') {
+            None if theirs.is_empty() => format!("{{{ours}}}"),
+            None => self.metadata.clone(),
+            Some(rest) if rest.trim_start().starts_with('}') => format!("{{{ours}}}"),
+            Some(rest) => format!("{{{ours},{rest}"),
+        }
+    }
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// One work item produced by an expand step: serialized as
@@ -518,13 +717,40 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// Runs `body`, turning a panic into a `panicked` failure so that it never unwinds into the
 /// host (abi_stable ends the process when a panic reaches one of its `extern "C"` shims).
 fn guarded<T>(body: impl FnOnce() -> Result<T, TaskError>) -> RResult<T, RawFailure> {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    guarded_at(body).0
+}
+
+/// [`guarded`], and where it panicked, if it did: the panic hook stays quiet meanwhile (see
+/// `crate::panics`), so the caller reports the panic through the host's log.
+fn guarded_at<T>(
+    body: impl FnOnce() -> Result<T, TaskError>,
+) -> (RResult<T, RawFailure>, Option<String>) {
+    let (result, location) = crate::panics::quietly(|| catch_unwind(AssertUnwindSafe(body)));
+    let result = match result {
         Ok(Ok(value)) => RResult::ROk(value),
         Ok(Err(error)) => RResult::RErr(error.into_raw()),
         Err(payload) => RResult::RErr(
             TaskError::new(FailureKind::Panicked, panic_message(payload.as_ref())).into_raw(),
         ),
+    };
+    (result, location)
+}
+
+/// Runs one entry point's `body` guarded; a panic is logged through the host's context (an
+/// error, with where it happened), as the plugin's own stderr would have shown it.
+fn guarded_logged<T>(
+    what: &str,
+    ctx: &TaskContext<'_>,
+    body: impl FnOnce() -> Result<T, TaskError>,
+) -> RResult<T, RawFailure> {
+    let (result, location) = guarded_at(body);
+    if let (RResult::RErr(failure), Some(location)) = (&result, location) {
+        ctx.error(format!(
+            "{what} panicked at {location}: {}",
+            failure.message
+        ));
     }
+    result
 }
 
 /// The glue behind `export_plugin!`. Not a stable API: only the macro calls it.
@@ -554,11 +780,13 @@ pub mod __private {
         })
     }
 
-    /// `PluginModule::describe`.
+    /// `PluginModule::describe`; `debug_build` is `cfg!(debug_assertions)` where the macro
+    /// expanded, i.e. the plugin crate's own profile.
     pub fn describe(
         plugin: impl FnOnce() -> Result<&'static Plugin, TaskError>,
+        debug_build: bool,
     ) -> RResult<PluginDescriptor, RawFailure> {
-        guarded(|| Ok(plugin()?.descriptor()))
+        guarded(|| Ok(plugin()?.descriptor(debug_build)))
     }
 
     /// `PluginModule::run_task`.
@@ -568,8 +796,9 @@ pub mod __private {
         input: RSlice<'_, u8>,
         context: HostContextRef<'_>,
     ) -> RResult<RVec<u8>, RawFailure> {
-        guarded(|| {
-            let ctx = TaskContext::new(context);
+        let ctx = TaskContext::new(context);
+        let what = format!("task `{}`", task.as_str());
+        guarded_logged(&what, &ctx, || {
             plugin()?
                 .run(task.as_str(), input.as_slice(), &ctx)
                 .map(RVec::from)
@@ -583,8 +812,9 @@ pub mod __private {
         params: RSlice<'_, u8>,
         context: HostContextRef<'_>,
     ) -> RResult<RVec<u8>, RawFailure> {
-        guarded(|| {
-            let ctx = TaskContext::new(context);
+        let ctx = TaskContext::new(context);
+        let what = format!("expanding job `{}`", job.as_str());
+        guarded_logged(&what, &ctx, || {
             plugin()?
                 .expand_with(job.as_str(), params.as_slice(), &ctx)
                 .map(RVec::from)
@@ -670,7 +900,7 @@ mod tests {
         let plugin = Plugin::new("p", "1.2.3")
             .raw_task("z", "last letter", |i, _| Ok(i.to_vec()))
             .raw_task("a", "first letter", |i, _| Ok(i.to_vec()));
-        let descriptor = plugin.descriptor();
+        let descriptor = plugin.descriptor(false);
         assert_eq!(descriptor.version.as_str(), "1.2.3");
         let tasks: Vec<_> = descriptor
             .tasks
@@ -678,5 +908,44 @@ mod tests {
             .map(|t| (t.name.as_str(), t.description.as_str()))
             .collect();
         assert_eq!(tasks, [("z", "last letter"), ("a", "first letter")]);
+    }
+
+    #[test]
+    fn the_metadata_carries_the_build_the_arguments_and_the_jobs_beside_the_authors() {
+        let plugin = Plugin::new("p", "1")
+            .raw_task("a", "", |i, _| Ok(i.to_vec()))
+            .raw_task("b", "", |i, _| Ok(i.to_vec()))
+            .task_argument("a", "pa\"th")
+            .raw_expand(|_, _, _| Ok(b"[]".to_vec()))
+            .expand_jobs(["j1", "j2"]);
+        let facts = r#""taskhost":{"debug_build":true,"arguments":{"a":"pa\"th"},"expand_jobs":["j1","j2"]}"#;
+        assert_eq!(
+            plugin.descriptor(true).metadata.as_str(),
+            format!("{{{facts}}}")
+        );
+        let plugin = plugin.metadata(r#" {"mine": 1}"#);
+        assert_eq!(
+            plugin.descriptor(true).metadata.as_str(),
+            format!("{{{facts},\"mine\": 1}}")
+        );
+        let plugin = plugin.metadata("{ }");
+        assert_eq!(
+            plugin.descriptor(true).metadata.as_str(),
+            format!("{{{facts}}}")
+        );
+        // Not an object: left alone.
+        let plugin = plugin.metadata("[1]");
+        assert_eq!(plugin.descriptor(false).metadata.as_str(), "[1]");
+        let bare = Plugin::new("p", "1").descriptor(false);
+        assert_eq!(
+            bare.metadata.as_str(),
+            r#"{"taskhost":{"debug_build":false}}"#
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "task_argument: plugin `p` has no task `x`")]
+    fn a_task_argument_needs_its_task() {
+        let _ = Plugin::new("p", "1").task_argument("x", "path");
     }
 }

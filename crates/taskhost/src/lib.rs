@@ -12,9 +12,13 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod dispatch;
+pub mod dry_run;
+pub mod expand;
 #[cfg(unix)]
 pub mod isolation;
+pub mod plugin_facts;
 pub mod progress;
+pub mod rerun;
 pub mod routing;
 pub mod signals;
 pub mod sink;

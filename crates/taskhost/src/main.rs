@@ -2,10 +2,10 @@
 #![forbid(unsafe_code)]
 
 /// mimalloc, not glibc's malloc: the dispatcher allocates every item and the workers and the
-/// writer free it, and glibc then has every thread queue on the dispatcher's arena lock (a third
-/// of the workers' time, in futex calls). With mimalloc a free from another thread goes to a
-/// per-page list, and 1M echo items run in ~1.3 s instead of ~1.8 s at the same peak RSS.
-/// Plugins keep their own allocator: every buffer that crosses the ABI is freed by its owner.
+/// writer free it, and glibc then has every thread queue on the dispatcher's arena lock. With
+/// mimalloc a free from another thread goes to a per-page list instead (what it saves is in
+/// `crates/taskhost-bench/README.md`). Plugins keep their own allocator: every buffer that
+/// crosses the ABI is freed by its owner.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -104,6 +104,9 @@ pub struct Summary {
     pub wall: Duration,
     pub pools: Vec<PoolUse>,
     pub interrupted: bool,
+    /// The output's reader went away (`taskhost run | head -1`), which stopped the run as
+    /// Ctrl-C does; the records from then on went nowhere.
+    pub output_closed: bool,
 }
 
 impl Summary {
@@ -130,7 +133,9 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "taskhost: {total} items in {seconds:.3}s ({rate:.0} items/s){}",
-            if self.interrupted {
+            if self.output_closed {
+                ", stopped: the output was closed"
+            } else if self.interrupted {
                 ", interrupted"
             } else {
                 ""
@@ -179,6 +184,7 @@ mod tests {
                 completed: 10,
             }],
             interrupted: false,
+            output_closed: false,
         };
         let text = summary.to_string();
         assert!(text.contains("10 items in 2.000s (5 items/s)"), "{text}");

@@ -17,19 +17,48 @@ pub struct RouteDecision {
     pub route: Option<usize>,
 }
 
+/// What the command line sets for every task, over what its route says (`run --retries`,
+/// `--timeout`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteOverrides {
+    pub retries: Option<u32>,
+    pub timeout: Option<Duration>,
+}
+
 /// The ordered routes from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<RouteSettings>,
+    overrides: RouteOverrides,
 }
 
 impl Router {
     pub fn new(routes: Vec<RouteSettings>) -> Self {
-        Self { routes }
+        Self {
+            routes,
+            overrides: RouteOverrides::default(),
+        }
     }
 
-    /// The first route whose glob matches `task`, or the default pool.
+    /// The same routes, with `overrides` applied to every decision (the default pool's too).
+    pub fn with_overrides(mut self, overrides: RouteOverrides) -> Self {
+        self.overrides = overrides;
+        self
+    }
+
+    /// The first route whose glob matches `task`, or the default pool; then the overrides.
     pub fn route(&self, task: &str) -> RouteDecision {
+        let mut decision = self.matching_route(task);
+        if let Some(retries) = self.overrides.retries {
+            decision.retry.retries = retries;
+        }
+        if let Some(timeout) = self.overrides.timeout {
+            decision.timeout = Some(timeout);
+        }
+        decision
+    }
+
+    fn matching_route(&self, task: &str) -> RouteDecision {
         let options = glob::MatchOptions {
             case_sensitive: true,
             // `*` stops at `/`, so "checksum/*" never reaches into another plugin's namespace.
@@ -104,6 +133,32 @@ mod tests {
         assert_eq!(router.route("primes/other").pool, "io");
         assert_eq!(router.route("checksum/sha256").retry.retries, 2);
         assert_eq!(router.route("testkit/slow-1").pool, "slow");
+    }
+
+    #[test]
+    fn overrides_apply_to_every_route_and_the_default_pool() {
+        let router = router().with_overrides(RouteOverrides {
+            retries: Some(5),
+            timeout: Some(Duration::from_secs(3)),
+        });
+        for task in ["checksum/sha256", "testkit/echo"] {
+            let decision = router.route(task);
+            assert_eq!(decision.retry.retries, 5, "{task}");
+            assert_eq!(decision.timeout, Some(Duration::from_secs(3)), "{task}");
+        }
+        assert_eq!(router.route("checksum/sha256").pool, "io");
+        // Only what is given is overridden.
+        let router = router_with_timeout().with_overrides(RouteOverrides {
+            retries: Some(1),
+            timeout: None,
+        });
+        assert_eq!(router.route("a/b").timeout, Some(Duration::from_secs(9)));
+    }
+
+    fn router_with_timeout() -> Router {
+        let mut slow = route("a/*", "io", 0);
+        slow.timeout = Some(Duration::from_secs(9));
+        Router::new(vec![slow])
     }
 
     #[test]

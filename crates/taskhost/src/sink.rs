@@ -64,6 +64,10 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub pool: Option<Arc<str>>,
+    /// The worker thread that ran the latest attempt (`io_3`); `null` when none ran.
+    pub worker: Option<Arc<str>>,
+    /// When the first attempt started, RFC 3339 (UTC, milliseconds); `null` when none did.
+    pub started: Option<String>,
     pub attempts: u32,
     pub waited_ms: f64,
     pub ran_ms: f64,
@@ -89,6 +93,8 @@ impl Outcome {
             output: None,
             error: Some(error),
             pool: None,
+            worker: None,
+            started: None,
             attempts: 0,
             waited_ms: 0.0,
             ran_ms: 0.0,
@@ -127,6 +133,11 @@ pub struct JsonlSink<W: Write> {
     writer: io::BufWriter<W>,
     /// The output file, for [`OutcomeSink::sync`]; `None` for stdout and other writers.
     file: Option<std::fs::File>,
+    /// A pipe or socket whose reader may go away (`taskhost run | head -1`): [`OutcomeSink::tick`]
+    /// looks whether it has, so a run whose next record is far off stops anyway.
+    reader_may_leave: Option<std::fs::File>,
+    /// The output is a terminal: each record is flushed as it is written.
+    flush_each_record: bool,
     /// Records are in the buffer, not yet handed to the writer.
     unflushed: bool,
     last_flush: Instant,
@@ -137,32 +148,109 @@ impl<W: Write + Send> JsonlSink<W> {
         Self {
             writer: io::BufWriter::with_capacity(64 * 1024, writer),
             file: None,
+            reader_may_leave: None,
+            flush_each_record: false,
             unflushed: false,
             last_flush: Instant::now(),
         }
     }
 }
 
+/// What kind of thing an output descriptor is, for how records are flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// A regular file: `fdatasync`ed by [`OutcomeSink::sync`].
+    File,
+    /// A terminal: every record is flushed at once.
+    Terminal,
+    /// A pipe or socket: its reader may go away, which ends the run (exit 141).
+    Pipe,
+    /// Anything else (`/dev/null`, another device).
+    Other,
+}
+
+impl OutputKind {
+    pub fn of(file: &std::fs::File) -> io::Result<OutputKind> {
+        use std::io::IsTerminal;
+        let file_type = file.metadata()?.file_type();
+        if file_type.is_file() {
+            return Ok(OutputKind::File);
+        }
+        if file.is_terminal() {
+            return Ok(OutputKind::Terminal);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if file_type.is_fifo() || file_type.is_socket() {
+                return Ok(OutputKind::Pipe);
+            }
+        }
+        Ok(OutputKind::Other)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputKind::File => "file",
+            OutputKind::Terminal => "terminal",
+            OutputKind::Pipe => "pipe",
+            OutputKind::Other => "other",
+        }
+    }
+}
+
 impl JsonlSink<std::fs::File> {
-    /// JSON lines to a file, which [`OutcomeSink::sync`] `fdatasync`s when it is a regular
-    /// file (`fdatasync` on `/dev/null` or a FIFO fails with `EINVAL`, and has nothing to do).
+    /// JSON lines to a file, a terminal or a pipe (stdout, `--output FILE`). A regular file is
+    /// `fdatasync`ed by [`OutcomeSink::sync`] (`fdatasync` on `/dev/null` or a FIFO fails with
+    /// `EINVAL`, and has nothing to do); a terminal gets each record at once; a pipe is watched
+    /// for its reader going away.
     pub fn file(file: std::fs::File) -> io::Result<Self> {
-        let handle = file
-            .metadata()?
-            .is_file()
+        let kind = OutputKind::of(&file)?;
+        let handle = matches!(kind, OutputKind::File | OutputKind::Pipe)
             .then(|| file.try_clone())
             .transpose()?;
+        tracing::debug!(target: "taskhost", kind = kind.as_str(), "output.opened");
         let mut sink = Self::new(file);
-        sink.file = handle;
+        sink.flush_each_record = kind == OutputKind::Terminal;
+        match kind {
+            OutputKind::File => sink.file = handle,
+            OutputKind::Pipe => sink.reader_may_leave = handle,
+            OutputKind::Terminal | OutputKind::Other => {}
+        }
         Ok(sink)
     }
+}
+
+/// Whether the reading end of the pipe or socket `file` writes to is closed: `poll` reports
+/// `POLLERR` (a pipe) or `POLLHUP` (a socket) without anything being written.
+#[cfg(unix)]
+fn reader_left(file: &std::fs::File) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(file, PollFlags::empty())];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&zero)) {
+        Ok(0) | Err(_) => false,
+        Ok(_) => fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP),
+    }
+}
+
+#[cfg(not(unix))]
+fn reader_left(_: &std::fs::File) -> bool {
+    false
 }
 
 impl<W: Write + Send> OutcomeSink for JsonlSink<W> {
     fn write(&mut self, outcome: &Outcome) -> io::Result<()> {
         self.unflushed = true;
         serde_json::to_writer(&mut self.writer, outcome)?;
-        self.writer.write_all(b"\n")
+        self.writer.write_all(b"\n")?;
+        if self.flush_each_record {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -182,6 +270,12 @@ impl<W: Write + Send> OutcomeSink for JsonlSink<W> {
     fn tick(&mut self) -> io::Result<()> {
         if self.unflushed && self.last_flush.elapsed() >= FLUSH_INTERVAL {
             self.flush()?;
+        }
+        if self.reader_may_leave.as_ref().is_some_and(reader_left) {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the output's reader has gone away",
+            ));
         }
         Ok(())
     }
@@ -265,6 +359,25 @@ pub fn take_stdout() -> io::Result<std::fs::File> {
     Ok(std::fs::File::from(private))
 }
 
+/// What [`take_stdout`] gives: the outcome stream.
+#[cfg(unix)]
+pub type Stdout = std::fs::File;
+/// What [`take_stdout`] gives: the outcome stream.
+#[cfg(not(unix))]
+pub type Stdout = io::Stdout;
+
+/// The sink for `--output -`, on the stream [`take_stdout`] gave.
+#[cfg(unix)]
+pub fn stdout_sink(stdout: std::fs::File) -> io::Result<Box<dyn OutcomeSink>> {
+    Ok(Box::new(JsonlSink::file(stdout)?))
+}
+
+/// Not on Unix: stdout as it is.
+#[cfg(not(unix))]
+pub fn stdout_sink(stdout: io::Stdout) -> io::Result<Box<dyn OutcomeSink>> {
+    Ok(Box::new(JsonlSink::new(stdout)))
+}
+
 /// Not on Unix: the outcome stream is stdout itself.
 #[cfg(not(unix))]
 pub fn take_stdout() -> io::Result<io::Stdout> {
@@ -321,6 +434,11 @@ pub fn open_for_append(path: &std::path::Path) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// `time` in RFC 3339, UTC, to the millisecond: `2026-05-01T12:00:00.123Z`.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
 /// Rounds a duration to milliseconds with three decimals.
 pub fn millis(duration: Option<std::time::Duration>) -> f64 {
     duration.map_or(0.0, |d| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0)
@@ -347,9 +465,34 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            r#"{"id":"3","task":null,"status":"invalid","error":"bad","pool":null,"attempts":0,"waited_ms":0.0,"ran_ms":0.0,"line":3}"#
+            r#"{"id":"3","task":null,"status":"invalid","error":"bad","pool":null,"worker":null,"started":null,"attempts":0,"waited_ms":0.0,"ran_ms":0.0,"line":3}"#
         );
         assert!(lines[1].contains(r#""status":"timed_out","output":{"n":1},"pool""#));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_socket_whose_reader_left_is_seen_without_writing() {
+        use std::os::fd::OwnedFd;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let file = std::fs::File::from(OwnedFd::from(ours));
+        assert_eq!(OutputKind::of(&file).unwrap(), OutputKind::Pipe);
+        let mut sink = JsonlSink::file(file).unwrap();
+        sink.tick().unwrap();
+        drop(theirs);
+        let error = sink.tick().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_regular_file_is_a_file() {
+        let file = tempfile::tempfile().unwrap();
+        assert_eq!(OutputKind::of(&file).unwrap(), OutputKind::File);
+        let mut sink = JsonlSink::file(file).unwrap();
+        sink.write(&Outcome::unrun(1, None, None, Status::Ok, String::new()))
+            .unwrap();
+        sink.sync().unwrap();
+        sink.tick().unwrap();
     }
 
     #[test]

@@ -172,6 +172,78 @@ impl WorkSource for ItemsSource {
     }
 }
 
+/// How a plain line or argument becomes a work item's input (`taskhost run TASK ARG…`):
+/// `{"field": "text"}`, or the text as a JSON string when there is no field.
+#[derive(Debug, Clone)]
+pub struct PlainInput {
+    pub task: String,
+    pub field: Option<String>,
+}
+
+impl PlainInput {
+    /// The work item for `text`, with `id` (its line or position).
+    pub fn item(&self, id: String, text: &str) -> WorkItem {
+        let input = match &self.field {
+            Some(field) => serde_json::json!({ field: text }),
+            None => serde_json::Value::String(text.to_owned()),
+        };
+        WorkItem {
+            id,
+            task: self.task.clone(),
+            input: RawValue::from_string(input.to_string()).expect("a JSON value is JSON"),
+        }
+    }
+
+    /// One item per argument, numbered from 1.
+    pub fn items(&self, args: &[String]) -> Vec<WorkItem> {
+        (1..)
+            .zip(args)
+            .map(|(position, arg)| self.item(position.to_string(), arg))
+            .collect()
+    }
+}
+
+/// Plain lines (`taskhost run TASK --lines FILE`): each non-blank line is one work item, its
+/// line number the id. A line longer than the limit is measured, not kept, as in JSON lines.
+#[derive(Debug)]
+pub struct PlainLinesSource<R> {
+    lines: JsonlSource<R>,
+    input: PlainInput,
+}
+
+impl<R: BufRead + Send> PlainLinesSource<R> {
+    pub fn new(lines: JsonlSource<R>, input: PlainInput) -> Self {
+        Self { lines, input }
+    }
+}
+
+impl<R: BufRead + Send> WorkSource for PlainLinesSource<R> {
+    fn next_entry(&mut self) -> io::Result<Option<Entry>> {
+        let Some(entry) = self.lines.next_entry()? else {
+            return Ok(None);
+        };
+        let body = match entry.body {
+            EntryBody::Line(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(text) => EntryBody::Item(self.input.item(entry.line.to_string(), text)),
+                Err(error) => EntryBody::Refused(InvalidLine {
+                    id: None,
+                    task: Some(self.input.task.clone()),
+                    message: format!("expected UTF-8 text, found {error}"),
+                }),
+            },
+            other => other,
+        };
+        Ok(Some(Entry {
+            line: entry.line,
+            body,
+        }))
+    }
+
+    fn len_hint(&self) -> Option<u64> {
+        self.lines.len_hint()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireItem<'a> {
@@ -301,6 +373,41 @@ mod tests {
         let found = entries(&format!("ok\n{long}\nok\n"), 10);
         assert!(matches!(found[1].body, EntryBody::Oversized { bytes: 50 }));
         assert_eq!(found[2].line, 3);
+    }
+
+    #[test]
+    fn plain_lines_become_items_of_the_task() {
+        let with_field = PlainInput {
+            task: "checksum/sha256".to_owned(),
+            field: Some("path".to_owned()),
+        };
+        let text = b"a.txt\n\nb \"c\".txt\r\n\xff\n".to_vec();
+        let mut source =
+            PlainLinesSource::new(JsonlSource::new(io::Cursor::new(text), 100), with_field);
+        let found: Vec<Entry> = std::iter::from_fn(|| source.next_entry().unwrap()).collect();
+        let EntryBody::Item(first) = &found[0].body else {
+            panic!("{:?}", found[0])
+        };
+        assert_eq!(
+            (first.id.as_str(), first.task.as_str()),
+            ("1", "checksum/sha256")
+        );
+        assert_eq!(first.input.get(), r#"{"path":"a.txt"}"#);
+        let EntryBody::Item(second) = &found[1].body else {
+            panic!("{:?}", found[1])
+        };
+        assert_eq!((second.id.as_str(), found[1].line), ("3", 3));
+        assert_eq!(second.input.get(), r#"{"path":"b \"c\".txt"}"#);
+        assert!(
+            matches!(&found[2].body, EntryBody::Refused(invalid) if invalid.message.starts_with("expected UTF-8"))
+        );
+        let bare = PlainInput {
+            task: "testkit/echo".to_owned(),
+            field: None,
+        };
+        let items = bare.items(&["x".to_owned(), "y z".to_owned()]);
+        assert_eq!(items[1].id, "2");
+        assert_eq!(items[1].input.get(), r#""y z""#);
     }
 
     #[test]

@@ -12,8 +12,13 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
+use tracing::field::{Field, Visit};
+use tracing::span;
+use tracing_chrome::EventOrSpan;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Context as LayerContext;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
@@ -85,6 +90,84 @@ impl<'a> MakeWriter<'a> for StderrAroundBar {
     }
 }
 
+/// An item span's label in the Chrome trace: `checksum/sha256 #17` (its task and line), kept
+/// in the span's extensions by [`ItemLabels`].
+struct SliceName(String);
+
+/// Labels each `item` span (the host's, with `task` and `line`) for the Chrome trace, so that the
+/// pool's `task` slices inside it are named after the work item, not after a source location.
+struct ItemLabels;
+
+impl<S> Layer<S> for ItemLabels
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: LayerContext<'_, S>) {
+        let metadata = attrs.metadata();
+        if metadata.name() != "item" || metadata.target() != "taskhost" {
+            return;
+        }
+        let mut fields = ItemFields::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            let name = format!("{} #{}", fields.task, fields.line);
+            span.extensions_mut().insert(SliceName(name));
+        }
+    }
+}
+
+/// The `task` and `line` of an `item` span, or the `message` of an event.
+#[derive(Default)]
+struct ItemFields {
+    task: String,
+    line: String,
+    message: String,
+}
+
+impl Visit for ItemFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            value.clone_into(&mut self.message);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "line" {
+            self.line = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "task" => self.task = format!("{value:?}"),
+            "message" => self.message = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// A span's slice name: its item's label (its own, or the nearest enclosing item's), else the
+/// span's name.
+fn slice_name<S>(span: &SpanRef<'_, S>) -> String
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    span.scope()
+        .find_map(|span| span.extensions().get::<SliceName>().map(|n| n.0.clone()))
+        .unwrap_or_else(|| span.name().to_owned())
+}
+
+/// An event's name: its message (`task.finished`), else its name.
+fn event_name(event: &tracing::Event<'_>) -> String {
+    let mut fields = ItemFields::default();
+    event.record(&mut fields);
+    if fields.message.is_empty() {
+        event.metadata().name().to_owned()
+    } else {
+        fields.message
+    }
+}
+
 fn filter(default: &str) -> Result<EnvFilter> {
     match std::env::var("RUST_LOG") {
         Ok(value) if !value.is_empty() => {
@@ -137,9 +220,18 @@ pub fn init(
             let (layer, flush) = tracing_chrome::ChromeLayerBuilder::new()
                 .file(path)
                 .include_args(true)
+                .name_fn(Box::new(|event_or_span| match event_or_span {
+                    EventOrSpan::Span(span) => slice_name(span),
+                    EventOrSpan::Event(event) => event_name(event),
+                }))
                 .build();
             guard._chrome = Some(flush);
-            Some(layer.with_filter(filter("info,taskhost_executor=debug")?))
+            let filter = || filter("info,taskhost_executor=debug");
+            Some(
+                layer
+                    .with_filter(filter()?)
+                    .and_then(ItemLabels.with_filter(filter()?)),
+            )
         }
         None => None,
     };

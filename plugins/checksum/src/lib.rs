@@ -74,8 +74,12 @@ pub fn sha256(input: FileInput, ctx: &TaskContext<'_>) -> Result<FileDigest, Tas
     })
 }
 
-/// The files under `root` that match `glob`, sorted.
-fn matching_files(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, TaskError> {
+/// The files under `root` that match `glob`, found as they are asked for, in glob's order
+/// (alphabetical, folder by folder): the whole list is never held.
+fn matching_files(
+    root: &Path,
+    pattern: &str,
+) -> Result<impl Iterator<Item = Result<PathBuf, TaskError>> + Send + 'static, TaskError> {
     if !root.is_dir() {
         return Err(TaskError::invalid_input(format!(
             "root {} is not a folder",
@@ -88,49 +92,45 @@ fn matching_files(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, TaskError>
         .ok_or_else(|| TaskError::invalid_input("root and glob must be UTF-8"))?;
     let paths =
         glob::glob(full).map_err(|e| TaskError::invalid_input(format!("glob `{pattern}`: {e}")))?;
-    let mut files = Vec::new();
-    for path in paths {
-        let path = path.map_err(|e| TaskError::failed(e.to_string()))?;
-        if path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
+    Ok(paths.filter_map(|path| match path {
+        Ok(path) => path.is_file().then_some(Ok(path)),
+        Err(error) => Some(Err(TaskError::failed(error.to_string()))),
+    }))
 }
 
-/// The expand step: one `checksum/sha256` work item per file under `root` matching `glob`.
+/// The expand step, job `sha256`: one `checksum/sha256` work item per file under `root`
+/// matching `glob`, made as the host asks for them.
 pub fn expand(
     _job: &str,
     params: ExpandParams,
     ctx: &TaskContext<'_>,
-) -> Result<Vec<WorkItem>, TaskError> {
-    let files = matching_files(&params.root, &params.glob)?;
+) -> Result<impl Iterator<Item = Result<WorkItem, TaskError>> + Send + 'static, TaskError> {
     ctx.debug(format!(
-        "{} files under {} match {}",
-        files.len(),
+        "expanding the files under {} that match {}",
         params.root.display(),
         params.glob
     ));
-    files
-        .into_iter()
-        .map(|path| {
-            let input = serde_json::to_value(FileInput { path })
-                .map_err(|e| TaskError::failed(e.to_string()))?;
-            Ok(WorkItem {
-                id: None,
-                task: "checksum/sha256".to_owned(),
-                input,
-            })
+    let files = matching_files(&params.root, &params.glob)?;
+    Ok(files.map(|path| {
+        let input = serde_json::to_value(FileInput { path: path? })
+            .map_err(|e| TaskError::failed(e.to_string()))?;
+        Ok(WorkItem {
+            id: None,
+            task: "checksum/sha256".to_owned(),
+            input,
         })
-        .collect()
+    }))
 }
 
 /// The plugin, as the host sees it.
 pub fn plugin() -> Plugin {
     Plugin::new("checksum", env!("CARGO_PKG_VERSION"))
         .task("sha256", "SHA-256 of the file at `path`", sha256)
-        .expand(expand)
+        // `taskhost run checksum/sha256 a.txt b.txt`: each argument is a `path`.
+        .task_argument("sha256", "path")
+        .expand_iter(expand)
+        // `--expand checksum/sha256`: one `checksum/sha256` item per file.
+        .expand_jobs(["sha256"])
 }
 
 export_plugin!(plugin);
@@ -173,7 +173,7 @@ mod tests {
             std::fs::write(dir.path().join(name), name).unwrap();
         }
         let params = serde_json::json!({"root": dir.path(), "glob": "**/*.txt"});
-        let items = plugin().expand_detached("files", &serde_json::to_vec(&params).unwrap());
+        let items = plugin().expand_detached("sha256", &serde_json::to_vec(&params).unwrap());
         let items: Vec<WorkItem> = serde_json::from_slice(&items.unwrap()).unwrap();
         let paths: Vec<_> = items
             .iter()

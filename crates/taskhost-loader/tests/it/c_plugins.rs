@@ -1,35 +1,19 @@
-//! Plugins written in C against `taskhost_plugin.h`: the `csample` sample plugin (built by
-//! `cargo xtask build-plugins`) run through the loader and the executor exactly like the Rust
-//! ones, and small variants of `tiny_plugin.c`, compiled here with the machine's C compiler
+//! Plugins written in C against `taskhost_plugin.h`: what only the `csample` sample plugin
+//! (built by `cargo xtask build-plugins`) does (what it does like the Rust ones is in
+//! `both_abis`), and small variants of `tiny_plugin.c`, compiled here with the machine's C compiler
 //! (`$CC`, else `cc`), that the loader must refuse or whose failures it must report.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use taskhost_executor::{CancelReason, Executor, ResultError};
 use taskhost_loader::{
-    FailureKind, LoadError, LoadOptions, LogLevel, PluginAbi, PluginSet, PluginTask, RunContext,
-    TaskFailure, TaskInfo,
+    FailureKind, LoadError, LoadOptions, LogLevel, PluginAbi, PluginSet, RunContext, TaskFailure,
+    TaskInfo,
 };
 
-use crate::sample_plugins::submit;
 use crate::support::{
-    folder_with, json, library_file_name, load, samples, workspace_root, Recorder,
+    folder_with, json, library_file_name, load, run, samples, task, workspace_root, Recorder,
 };
-
-fn task(full_name: &str) -> PluginTask {
-    samples()
-        .task(full_name)
-        .unwrap_or_else(|| panic!("no task {full_name}"))
-}
-
-fn run(full_name: &str, input: &str) -> Result<serde_json::Value, TaskFailure> {
-    task(full_name)
-        .run(input.as_bytes(), &Recorder::default())
-        .map(|bytes| json(&bytes))
-}
 
 #[test]
 fn the_c_plugin_loads_beside_the_rust_ones_and_describes_itself() {
@@ -51,7 +35,7 @@ fn the_c_plugin_loads_beside_the_rust_ones_and_describes_itself() {
         .path()
         .ends_with(library_file_name("taskhost_csample")));
     let names: Vec<_> = plugin.tasks().iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["echo", "collatz", "sleep", "fail", "log"]);
+    assert_eq!(names, ["echo", "collatz", "sleep", "fail", "log", "greet"]);
     assert_eq!(
         plugin.tasks()[0],
         TaskInfo {
@@ -68,13 +52,19 @@ fn the_c_plugin_loads_beside_the_rust_ones_and_describes_itself() {
 }
 
 #[test]
-fn c_echo_returns_its_input_bytes() {
-    let echo = task("csample/echo");
-    let input = br#"{"hello": ["world", 1, null]}"#;
-    assert_eq!(echo.run(input, &Recorder::default()).unwrap(), input);
-    assert_eq!(echo.run(b"", &Recorder::default()).unwrap(), b"");
-    let big = vec![b'x'; 1 << 20];
-    assert_eq!(echo.run(&big, &Recorder::default()).unwrap(), big);
+fn c_greet_reads_and_writes_json_with_the_headers_helpers() {
+    let output = run(
+        "csample/greet",
+        r#" {"x": [1, {"name": "no"}], "name": "A\"da\u0021"} "#,
+    );
+    assert_eq!(
+        output.unwrap(),
+        serde_json::json!({"greeting": "hello, A\"da!"})
+    );
+    for input in [r#"{"name": 5}"#, r#"["name"]"#, "{}", r#"{"name": "cut"#] {
+        let failure = run("csample/greet", input).unwrap_err();
+        assert_eq!(failure.kind, FailureKind::InvalidInput, "{input}");
+    }
 }
 
 #[test]
@@ -123,141 +113,6 @@ fn c_bad_input_is_invalid_input_with_the_plugins_message() {
             "input {input:?}"
         );
     }
-    let failure = run("csample/sleep", r#"{"seconds": 1}"#).unwrap_err();
-    assert_eq!(failure.kind, FailureKind::InvalidInput);
-    assert!(failure.message.contains("\"ms\""), "{failure}");
-}
-
-#[test]
-fn c_fail_is_a_failed_outcome_with_the_message() {
-    let failure = run(
-        "csample/fail",
-        r#"{"message": "disk \"sda\" on fire\n\u0041"}"#,
-    )
-    .unwrap_err();
-    assert_eq!(
-        failure,
-        TaskFailure {
-            kind: FailureKind::Failed,
-            message: "disk \"sda\" on fire\nA".into()
-        }
-    );
-    // The plugin keeps working after a failure.
-    assert_eq!(run("csample/echo", "7").unwrap(), 7);
-}
-
-#[test]
-fn c_sleep_sleeps_and_stops_within_milliseconds_when_cancelled() {
-    let output = run("csample/sleep", r#"{"ms": 20}"#).unwrap();
-    assert!(output["elapsed_ms"].as_f64().unwrap() >= 20.0, "{output}");
-
-    let recorder = Arc::new(Recorder::default());
-    let canceller = {
-        let recorder = Arc::clone(&recorder);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            recorder.cancel();
-            Instant::now()
-        })
-    };
-    let failure = task("csample/sleep")
-        .run(br#"{"ms": 60000}"#, &*recorder)
-        .unwrap_err();
-    let stopped = Instant::now();
-    let cancelled_at = canceller.join().unwrap();
-    assert_eq!(failure.kind, FailureKind::Cancelled);
-    assert!(failure.message.starts_with("cancelled after "), "{failure}");
-    let reaction = stopped.duration_since(cancelled_at);
-    assert!(reaction < Duration::from_millis(500), "took {reaction:?}");
-}
-
-#[test]
-fn c_collatz_honours_cancellation() {
-    let recorder = Recorder::default();
-    recorder.cancel();
-    let started = Instant::now();
-    let failure = task("csample/collatz")
-        .run(br#"{"n": 10000000000}"#, &recorder)
-        .unwrap_err();
-    assert_eq!(
-        failure,
-        TaskFailure {
-            kind: FailureKind::Cancelled,
-            message: "cancelled at start 1024 of 9999999999".into()
-        }
-    );
-    assert!(started.elapsed() < Duration::from_secs(5));
-}
-
-#[test]
-fn c_logs_reach_the_context_at_every_level() {
-    let recorder = Recorder::default();
-    let output = task("csample/log")
-        .run(br#"{"message": "hi"}"#, &recorder)
-        .unwrap();
-    assert_eq!(json(&output), 5);
-    let logs = recorder.logs.lock().unwrap().clone();
-    assert_eq!(
-        logs,
-        [
-            (LogLevel::Error, "hi (error)".to_owned()),
-            (LogLevel::Warn, "hi (warn)".to_owned()),
-            (LogLevel::Info, "hi (info)".to_owned()),
-            (LogLevel::Debug, "hi (debug)".to_owned()),
-            (LogLevel::Trace, "hi (trace)".to_owned()),
-        ]
-    );
-}
-
-#[test]
-fn c_tasks_run_through_the_executor_and_a_stop_request_cancels_them() {
-    let pool = Executor::builder().max_workers(2).build().unwrap();
-    let work = [
-        ("csample/echo", r#"{"x": 1}"#, None),
-        ("csample/collatz", r#"{"n": 1000}"#, None),
-        ("csample/sleep", r#"{"ms": 5}"#, None),
-        (
-            "csample/fail",
-            r#"{"message": "m"}"#,
-            Some(FailureKind::Failed),
-        ),
-        ("csample/log", r#"{"message": "l"}"#, None),
-    ];
-    let futures: Vec<_> = work
-        .iter()
-        .cycle()
-        .take(work.len() * 4)
-        .map(|(name, input, expected)| {
-            (*name, *expected, submit(&pool, task(name), (*input).into()))
-        })
-        .collect();
-    for (name, expected, future) in futures {
-        let result = future.result(None).expect("the executor task never fails");
-        assert_eq!(
-            result.as_ref().err().map(|f| f.kind),
-            expected,
-            "{name}: {result:?}"
-        );
-        if name == "csample/collatz" {
-            assert_eq!(json(result.as_ref().unwrap())["start"], 871);
-        }
-    }
-
-    let future = submit(&pool, task("csample/sleep"), r#"{"ms": 60000}"#.into());
-    while !future.running() {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let asked = Instant::now();
-    assert!(future.request_stop());
-    assert_eq!(
-        future.result(None),
-        Err(ResultError::Cancelled(CancelReason::StopRequested))
-    );
-    assert!(
-        asked.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        asked.elapsed()
-    );
 }
 
 // ---- variants of tiny_plugin.c -------------------------------------------------------------

@@ -6,6 +6,7 @@
 //! The sample plugins come from `TASKHOST_TEST_PLUGIN_DIR` (set by `cargo xtask test`); without
 //! it the tests build them with `cargo xtask build-plugins`.
 
+mod both_abis;
 mod c_plugins;
 mod errors;
 mod external;

@@ -6,7 +6,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use taskhost_loader::{LoadError, LoadOptions, LogLevel, PluginSet, RunContext};
+use taskhost_loader::{
+    LoadError, LoadOptions, LogLevel, PluginSet, PluginTask, RunContext, TaskFailure,
+};
 
 /// The sample plugins `cargo xtask build-plugins` builds: three in Rust, `csample` in C.
 pub const SAMPLE_PLUGINS: [&str; 4] = [
@@ -45,14 +47,16 @@ pub fn sample_plugin_dir() -> &'static Path {
         let dir = match std::env::var_os("TASKHOST_TEST_PLUGIN_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => {
+                // Debug, as `cargo xtask test` builds them: it shares the tests' compiled
+                // dependencies, which a release build would compile again.
                 let status = cargo()
-                    .args(["xtask", "build-plugins"])
+                    .args(["xtask", "build-plugins", "--debug"])
                     .current_dir(workspace_root())
                     .status()
                     .expect("starting `cargo xtask build-plugins`");
                 assert!(
                     status.success(),
-                    "TASKHOST_TEST_PLUGIN_DIR is unset and `cargo xtask build-plugins` failed \
+                    "TASKHOST_TEST_PLUGIN_DIR is unset and `cargo xtask build-plugins --debug` failed \
                      ({status}); run the tests with `cargo xtask test`"
                 );
                 workspace_root().join("target/plugins")
@@ -102,6 +106,26 @@ pub fn samples() -> &'static PluginSet {
         assert!(skipped.is_empty(), "{skipped:?}");
         set
     })
+}
+
+/// The sample task `full_name` (`plugin/task`).
+pub fn task(full_name: &str) -> PluginTask {
+    samples()
+        .task(full_name)
+        .unwrap_or_else(|| panic!("no task {full_name}"))
+}
+
+/// Runs the sample task `full_name` on `input` with a fresh [`Recorder`] and parses its output.
+pub fn run(full_name: &str, input: &str) -> Result<serde_json::Value, TaskFailure> {
+    task(full_name)
+        .run(input.as_bytes(), &Recorder::default())
+        .map(|bytes| json(&bytes))
+}
+
+/// A testkit task that misbehaves on purpose (its description says so): it ends the process,
+/// writes to the host's descriptors or ignores cancellation, so it cannot run inside a test.
+pub fn misbehaves(task: &PluginTask) -> bool {
+    task.description().ends_with("(misbehaves)")
 }
 
 /// A [`RunContext`] that records what the plugin tells it.

@@ -45,7 +45,8 @@ pub(crate) fn parse_item_payload(payload: &[u8]) -> Result<(u64, Box<RawValue>),
 struct Record<'a> {
     #[serde(flatten)]
     outcome: &'a Outcome,
-    worker: Option<&'a str>,
+    /// The `taskhost worker` that ran it (the record's `worker` is its thread there).
+    host: Option<&'a str>,
     deliveries: u64,
 }
 
@@ -62,7 +63,7 @@ pub(crate) fn record(outcome: &Outcome, worker: Option<&str>, deliveries: u64) -
     };
     let record = Record {
         outcome,
-        worker,
+        host: worker,
         deliveries,
     };
     serde_json::to_vec(&record).expect("an outcome record serializes")
@@ -128,7 +129,7 @@ mod tests {
             (Some(4), Some(3))
         );
         let mine: serde_json::Value = serde_json::from_slice(&record(&outcome, None, 0)).unwrap();
-        assert!(mine["worker"].is_null());
+        assert!(mine["host"].is_null());
         assert_eq!(status_of(&record(&outcome, None, 0)), Some(Status::Ok));
         assert_eq!(
             status_of(b"{\"status\":\"timed_out\"}"),

@@ -113,6 +113,7 @@ pub(super) fn run(cli: &Cli, args: &SubmitArgs, file: Option<&Path>) -> Result<u
         wall: submission.started.elapsed(),
         pools: Vec::new(),
         interrupted,
+        output_closed: false,
     };
     if !cli.global.quiet {
         eprint!("{summary}");

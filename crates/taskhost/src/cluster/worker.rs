@@ -47,7 +47,7 @@ pub(super) fn run(cli: &Cli, args: &WorkerArgs, file: Option<&Path>) -> Result<u
     let bar = SharedBar::default();
     let _guard = init_telemetry(cli, &settings, &bar)?;
     let interrupts = Interrupts::install().or_exit(EXIT_NOT_ALL_OK)?;
-    let host = Host::load(&settings, cli)?;
+    let host = Host::load(&settings, cli, Default::default())?;
     let queue = connect(config)?;
     let plugins: Vec<String> = host
         .plugins

@@ -214,22 +214,9 @@ impl std::fmt::Display for Issue {
     }
 }
 
-/// `sha256:<64 lowercase hex digits>` from a pin as written (`sha256:` and 64 hex digits, either
-/// case); the error says what is wrong. The same rule as `taskhost_loader::parse_pin`.
-pub fn parse_pin(text: &str) -> Result<String, String> {
-    let Some(hex) = text.strip_prefix("sha256:") else {
-        return Err(format!(
-            "expected \"sha256:<64 hex digits>\", found {text:?} (sha256 is the only algorithm)"
-        ));
-    };
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "expected \"sha256:\" and 64 hex digits, found {} characters after \"sha256:\" in {text:?}",
-            hex.chars().count()
-        ));
-    }
-    Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
-}
+/// `sha256:<64 lowercase hex digits>` from a pin as written: the loader's rule, so a pin the
+/// config accepts is one the loader accepts.
+pub use taskhost_loader::parse_pin;
 
 /// Where relative `plugins.dirs` are taken from, and the folders used when none is set.
 #[derive(Debug, Clone, Default)]

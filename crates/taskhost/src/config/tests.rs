@@ -1,3 +1,6 @@
+//! The configuration's tests: every source alone and merged, every check of the settings,
+//! the blame on a file, line or variable, and `config show`'s round trip.
+
 use std::time::Duration;
 
 use super::settings::{JobSettings, WhenFull};
@@ -252,24 +255,6 @@ fn pins_come_from_the_environment_too() {
     .unwrap();
     assert!(loaded.settings.plugins.require_pins);
     assert_eq!(loaded.settings.plugins.pins["primes"], PIN);
-}
-
-#[test]
-fn the_pin_rule_is_the_loaders() {
-    for text in [
-        PIN,
-        &PIN.to_uppercase().replace("SHA256:", "sha256:"),
-        "sha256:abc",
-        "md5:abc",
-        "",
-        &format!("sha256:{}", "g".repeat(64)),
-    ] {
-        assert_eq!(
-            settings::parse_pin(text),
-            taskhost_loader::parse_pin(text),
-            "{text:?}"
-        );
-    }
 }
 
 #[test]

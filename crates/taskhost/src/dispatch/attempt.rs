@@ -4,20 +4,20 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::value::RawValue;
 use taskhost_executor::{Executor, SubmitError, TaskContext, TaskFuture, TaskOptions};
 use taskhost_loader::TracingContext;
 
-use super::job::{AttemptFailure, AttemptResult, Job};
+use super::job::{AttemptFailure, Attempted, Job};
 use super::outbox::Outbox;
 use super::pools::Isolated;
 use super::running::{Running, RunningTable};
 use super::timer::{Timer, TimerAction};
 use super::verdict::verdict;
 use crate::config::duration::format_duration;
-use crate::sink::{millis, Outcome, Status};
+use crate::sink::{millis, rfc3339, Outcome, Status};
 
 /// The state of a run that every thread of it shares.
 ///
@@ -74,7 +74,8 @@ impl Dispatcher {
         // id to all the others): not worth an allocation per item when nobody records them.
         let name = tracing::enabled!(target: "taskhost_executor", tracing::Level::WARN)
             .then(|| job.item.id.clone());
-        let closure = move |ctx: &TaskContext| -> AttemptResult {
+        let closure = move |ctx: &TaskContext| -> Attempted {
+            let started = SystemTime::now();
             if let (Some(timeout), Some(shared)) = (timeout, &shared) {
                 let key = shared.timer.schedule(
                     Instant::now() + timeout,
@@ -115,7 +116,7 @@ impl Dispatcher {
                     );
                 }
             }
-            result
+            Attempted::here(started, result)
         };
         // Registered before submitting: the task may finish (and its callback run) before
         // `submit_with` returns, and the callback reports only what it finds here.
@@ -160,7 +161,7 @@ impl Dispatcher {
     }
 
     /// The done callback: runs in the thread that completed the attempt.
-    fn completed(self: &Arc<Self>, seq: u64, future: &TaskFuture<AttemptResult>) {
+    fn completed(self: &Arc<Self>, seq: u64, future: &TaskFuture<Attempted>) {
         // Whoever removes the attempt reports it: after the grace period the dispatcher may
         // already have reported it as cancelled.
         let Some(running) = self.running.shard(seq).remove(&seq) else {
@@ -173,7 +174,12 @@ impl Dispatcher {
         let timings = future.timings();
         job.waited += timings.queue_wait.unwrap_or_default();
         job.ran += timings.run_time.unwrap_or_default();
-        let result = future.result(Some(Duration::ZERO));
+        let attempted = future.result(Some(Duration::ZERO));
+        if let Ok(attempted) = attempted {
+            job.started.get_or_insert(attempted.started);
+            job.worker = attempted.worker.clone();
+        }
+        let result = attempted.map(|attempted| &attempted.result);
         let killed = running.killed || matches!(result, Ok(Err(AttemptFailure::Killed(_))));
         let mut verdict = verdict(result);
         if verdict.status == Status::Cancelled && !self.stopping.load(Ordering::SeqCst) {
@@ -260,6 +266,8 @@ impl Dispatcher {
             output,
             error,
             pool: Some(Arc::clone(&job.task.pool_name)),
+            worker: job.worker,
+            started: job.started.map(rfc3339),
             attempts: job.attempt,
             waited_ms: millis(Some(job.waited)),
             ran_ms: millis(Some(job.ran)),
@@ -306,7 +314,11 @@ impl Dispatcher {
         let pool = running.job.task.pool;
         self.stuck[pool].fetch_add(1, Ordering::SeqCst);
         let ran = running.ran_so_far();
+        let started = running.started_at();
         let mut job = running.job;
+        if let Some(started) = started {
+            job.started.get_or_insert(started);
+        }
         job.ran += ran;
         if let Some(future) = &running.future {
             job.waited += future.timings().queue_wait.unwrap_or_default();

@@ -24,6 +24,20 @@ pub struct ResolvedTask {
     pub timeout: Option<Duration>,
 }
 
+/// The candidate closest to `name`, when one is close enough to be a likely typo (clap's
+/// measure and threshold: Jaro similarity above 0.7).
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro(name, candidate), candidate))
+        .filter(|(similarity, _)| *similarity > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+        .map(|(_, candidate)| candidate)
+}
+
 /// Every task of every loaded plugin, routed.
 #[derive(Debug)]
 pub struct Catalog {
@@ -62,9 +76,38 @@ impl Catalog {
         self.tasks.get(name)
     }
 
+    /// Why `name` cannot run: `unknown task "checksum/sha265": no loaded plugin provides it;
+    /// did you mean "checksum/sha256"? (see `taskhost plugins`)`.
+    pub fn unknown(&self, name: &str) -> String {
+        let hint = did_you_mean(name, self.tasks.keys().map(String::as_str))
+            .map(|close| format!("; did you mean {close:?}?"))
+            .unwrap_or_default();
+        format!(
+            "unknown task {name:?}: no loaded plugin provides it{hint} (see `taskhost plugins`)"
+        )
+    }
+
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.tasks.keys().cloned().collect();
         names.sort();
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_name_is_suggested_and_a_far_one_is_not() {
+        let names = ["checksum/sha256", "primes/count", "testkit/echo"];
+        assert_eq!(
+            did_you_mean("checksum/sha265", names),
+            Some("checksum/sha256")
+        );
+        assert_eq!(did_you_mean("testkit/ecko", names), Some("testkit/echo"));
+        assert_eq!(did_you_mean("primes", names), Some("primes/count"));
+        assert_eq!(did_you_mean("zzz/qqq", names), None);
+        assert_eq!(did_you_mean("anything", []), None);
     }
 }

@@ -128,10 +128,7 @@ pub(crate) fn dispatch_entry(
         }
     };
     let Some(task) = catalog.get(&item.task) else {
-        let error = format!(
-            "line {line}: unknown task {:?}: no loaded plugin provides it (see `taskhost plugins`)",
-            item.task
-        );
+        let error = format!("line {line}: {}", catalog.unknown(&item.task));
         return unrun(Some(item.id), Some(item.task), Status::Rejected, error);
     };
     let span = tracing::info_span!(
@@ -151,6 +148,8 @@ pub(crate) fn dispatch_entry(
         attempt: 1,
         waited: Duration::ZERO,
         ran: Duration::ZERO,
+        started: None,
+        worker: None,
         span,
     });
 }

@@ -51,7 +51,7 @@ mod writer;
 
 use std::sync::{Mutex, MutexGuard};
 
-pub use catalog::{Catalog, ResolvedTask};
+pub use catalog::{did_you_mean, Catalog, ResolvedTask};
 pub use control::RunControl;
 pub use pools::{Pools, WorkerProcess, KILL_GRACE};
 pub use run::{run, RunOptions, RunReport};

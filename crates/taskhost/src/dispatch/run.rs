@@ -147,7 +147,11 @@ pub fn run(
     let (counts, wall) = writer.progress.finish();
     drop(writer);
     let pools = shut_pools(dispatcher, &pool_settings, interrupted);
-    if let Some(error) = write_error {
+    // A closed pipe is how a reader says it has seen enough: a stop, not an error.
+    let output_closed = write_error
+        .as_ref()
+        .is_some_and(|error| error.kind() == std::io::ErrorKind::BrokenPipe);
+    if let Some(error) = write_error.filter(|_| !output_closed) {
         return Err(error).context("writing outcomes");
     }
     Ok(RunReport {
@@ -155,7 +159,8 @@ pub fn run(
             counts,
             wall,
             pools,
-            interrupted,
+            interrupted: interrupted && !output_closed,
+            output_closed,
         },
         source_error,
     })

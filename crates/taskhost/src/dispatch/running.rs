@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use taskhost_executor::TaskFuture;
 
-use super::job::{AttemptResult, Job};
+use super::job::{Attempted, Job};
 use super::lock;
 use super::timer::TimerKey;
 
@@ -17,7 +17,7 @@ use super::timer::TimerKey;
 /// entry gets it back whole, with nothing cloned.
 pub(crate) struct Running {
     /// `None` while `submit_with` has not returned yet.
-    pub(crate) future: Option<TaskFuture<AttemptResult>>,
+    pub(crate) future: Option<TaskFuture<Attempted>>,
     /// The timer fired this attempt's timeout (and asked it to stop).
     pub(crate) timed_out: bool,
     /// It ignored the stop request, and its worker process was killed (the executor then
@@ -45,6 +45,15 @@ impl Running {
             started: None,
             job,
         }
+    }
+
+    /// When this attempt started (on the wall clock), if it has and that is known.
+    pub(crate) fn started_at(&self) -> Option<std::time::SystemTime> {
+        let started = self.started.or_else(|| {
+            let wait = self.future.as_ref()?.timings().queue_wait?;
+            Some(self.submitted + wait)
+        })?;
+        std::time::SystemTime::now().checked_sub(started.elapsed())
     }
 
     /// How long this attempt has run so far (zero when it has not started).

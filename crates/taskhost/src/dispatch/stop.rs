@@ -11,7 +11,7 @@ use super::attempt::Dispatcher;
 use super::lock;
 use super::outbox::Outbox;
 use super::writer::Writer;
-use crate::sink::{millis, Outcome, Status};
+use crate::sink::{millis, rfc3339, Outcome, Status};
 
 impl Dispatcher {
     /// Ctrl-C: cancel what is queued, ask what runs to stop.
@@ -60,6 +60,7 @@ impl Dispatcher {
                 .map(TaskFuture::timings)
                 .unwrap_or_default();
             let ran_for = running.ran_so_far();
+            let started = running.started_at();
             let job = running.job;
             if timings.queue_wait.is_some() {
                 ran.push(format!(
@@ -74,6 +75,8 @@ impl Dispatcher {
                 output: None,
                 error: Some(reason.to_owned()),
                 pool: Some(Arc::clone(&job.task.pool_name)),
+                worker: job.worker,
+                started: job.started.or(started).map(rfc3339),
                 attempts: job.attempt,
                 waited_ms: millis(Some(job.waited + timings.queue_wait.unwrap_or_default())),
                 ran_ms: millis(Some(job.ran + ran_for)),

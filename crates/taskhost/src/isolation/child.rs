@@ -1,84 +1,68 @@
 //! The child side: `taskhost __serve-worker` loads the plugins (under the same trust rules and
 //! pins as the host) and runs the tasks its host worker sends, one at a time. It ends when the
-//! socket closes (the worker retired, or the host is gone, even killed with `kill -9`) and, as a
-//! second guard, when the thread that started it ends (the parent-death signal).
+//! socket closes (the worker retired) and when the host thread that started it ends, however it
+//! ends (the parent-death signal, even after `kill -9`).
 
-use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use taskhost_loader::{LogLevel, PluginSet, RunContext};
 
-use super::protocol::{FailureCode, LevelCode, Outcome, Request, Response};
+use super::protocol::{send, FailureCode, Inbox, LevelCode, Outcome, Request, Response};
 use super::{CPU_LIMIT_ENV, MEMORY_LIMIT_ENV, PARENT_ENV};
 
 /// Serves the host worker at the socket named in the environment, with `plugins` (or tells it
 /// why there are none). Returns when the host closes the socket.
+///
+/// One thread reads the socket and runs the tasks (a reader thread would add a wake-up to every
+/// call). A running task learns of a stop request when it looks at its cancel check after the
+/// host's `SIGUSR1` says that a message waits.
 pub fn serve(plugins: Result<PluginSet, String>) -> anyhow::Result<()> {
     end_with_the_host()?;
     let path = super::parent::socket_from_env()
         .context("no worker socket: this command is started by the host for an isolated pool")?;
     let socket =
         UnixStream::connect(&path).with_context(|| format!("connecting to {}", path.display()))?;
-    let writer = Arc::new(Mutex::new(socket.try_clone()?));
     let plugins = match plugins {
         Ok(plugins) => plugins,
         Err(error) => {
-            send(&writer, &Response::Refused { error })?;
+            send(&socket, &Response::Refused { error })?;
             return Ok(());
         }
     };
+    let nudged = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&nudged))
+        .context("listening for the host's SIGUSR1")?;
     let cpu_limit = env_number(CPU_LIMIT_ENV).map(Duration::from_secs);
     send(
-        &writer,
+        &socket,
         &Response::Ready {
             pid: std::process::id(),
             tasks: plugins.tasks().count(),
         },
     )?;
-    // A reader thread, so that a cancel reaches the task while it runs.
-    let running = Arc::new(AtomicU64::new(0));
-    let cancel = Arc::new(AtomicBool::new(false));
-    let (tx, runs) = mpsc::channel();
-    {
-        let (running, cancel) = (Arc::clone(&running), Arc::clone(&cancel));
-        thread::Builder::new()
-            .name("serve-reader".into())
-            .spawn(move || {
-                let requests =
-                    serde_json::Deserializer::from_reader(BufReader::new(socket)).into_iter();
-                for request in requests {
-                    match request {
-                        Ok(Request::Cancel { id }) => {
-                            if running.load(Ordering::SeqCst) == id {
-                                cancel.store(true, Ordering::SeqCst);
-                            }
-                        }
-                        Ok(run @ Request::Run { .. }) => {
-                            if tx.send(run).is_err() {
-                                return;
-                            }
-                        }
-                        Err(_) => break,
-                    }
-                }
-                // The host closed the socket (the worker retired) or is gone: a task still
-                // running here has nobody to report to.
-                std::process::exit(0);
-            })?;
-    }
-    // Only now: loading the plugins and starting the reader are not the tasks' to pay for.
+    // Only now: loading the plugins is not the tasks' to pay for.
     limit_memory().context("setting the pool's memory_limit")?;
-    for request in runs {
+    let mut inbox = Inbox::default();
+    loop {
+        let request = match inbox.take::<Request>() {
+            Ok(Some(request)) => request,
+            Ok(None) => match inbox.fill(&socket) {
+                // The host closed the socket (the worker retired) or is gone.
+                Ok(0) => return Ok(()),
+                Ok(_) => continue,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error).context("reading the worker socket"),
+            },
+            Err(_) => anyhow::bail!("the host sent something that is not a request"),
+        };
+        // A stop request that came after its task ended is for nobody.
         let Request::Run { id, task, input } = request else {
             continue;
         };
-        cancel.store(false, Ordering::SeqCst);
-        running.store(id, Ordering::SeqCst);
         if let Some(limit) = cpu_limit {
             limit_cpu(limit)?;
         }
@@ -90,11 +74,18 @@ pub fn serve(plugins: Result<PluginSet, String>) -> anyhow::Result<()> {
             Some(plugin_task) => {
                 let context = Forwarding {
                     id,
-                    cancel: &cancel,
-                    writer: &writer,
+                    socket: &socket,
+                    inbox: Mutex::new(&mut inbox),
+                    nudged: &nudged,
+                    cancelled: AtomicBool::new(false),
                 };
                 match plugin_task.run(input.as_bytes(), &context) {
-                    Ok(output) => Outcome::Ok { output },
+                    Ok(output) => match String::from_utf8(output) {
+                        Ok(output) => Outcome::Ok { output },
+                        Err(not_utf8) => Outcome::OkBytes {
+                            output: not_utf8.into_bytes(),
+                        },
+                    },
                     Err(failure) => Outcome::Failed {
                         kind: FailureCode::from_kind(failure.kind),
                         message: failure.message,
@@ -102,28 +93,50 @@ pub fn serve(plugins: Result<PluginSet, String>) -> anyhow::Result<()> {
                 }
             }
         };
-        running.store(0, Ordering::SeqCst);
-        send(&writer, &Response::Done { id, outcome })?;
+        send(&socket, &Response::Done { id, outcome })?;
     }
-    Ok(())
 }
 
 /// The task's context in the child: cancellation from the host's requests; logs and progress
 /// sent to the host, which emits them as if the task ran there.
 struct Forwarding<'a> {
     id: u64,
-    cancel: &'a AtomicBool,
-    writer: &'a Mutex<UnixStream>,
+    socket: &'a UnixStream,
+    inbox: Mutex<&'a mut Inbox>,
+    /// Set by the host's SIGUSR1: a message waits on the socket.
+    nudged: &'a AtomicBool,
+    cancelled: AtomicBool,
+}
+
+impl Forwarding<'_> {
+    /// Reads what waits on the socket without blocking, and takes the stop requests for this
+    /// task (the host sends nothing else while a task runs).
+    fn read_waiting(&self) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        if self.socket.set_nonblocking(true).is_err() {
+            return;
+        }
+        while matches!(inbox.fill(self.socket), Ok(n) if n > 0) {}
+        let _ = self.socket.set_nonblocking(false);
+        while let Ok(Some(request)) = inbox.take::<Request>() {
+            if matches!(request, Request::Cancel { id } if id == self.id) {
+                self.cancelled.store(true, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl RunContext for Forwarding<'_> {
     fn is_cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        if self.nudged.swap(false, Ordering::AcqRel) {
+            self.read_waiting();
+        }
+        self.cancelled.load(Ordering::Relaxed)
     }
 
     fn progress(&self, done: u64, total: Option<u64>) {
         let _ = send(
-            self.writer,
+            self.socket,
             &Response::Progress {
                 id: self.id,
                 done,
@@ -134,7 +147,7 @@ impl RunContext for Forwarding<'_> {
 
     fn log(&self, level: LogLevel, message: &str) {
         let _ = send(
-            self.writer,
+            self.socket,
             &Response::Log {
                 id: self.id,
                 level: LevelCode::from_level(level),
@@ -142,13 +155,6 @@ impl RunContext for Forwarding<'_> {
             },
         );
     }
-}
-
-fn send(writer: &Mutex<UnixStream>, response: &Response) -> anyhow::Result<()> {
-    let mut writer = writer.lock().unwrap_or_else(|e| e.into_inner());
-    serde_json::to_writer(&mut *writer, response)?;
-    writer.flush()?;
-    Ok(())
 }
 
 /// Asks the kernel to kill this process when the thread that started it ends, then checks

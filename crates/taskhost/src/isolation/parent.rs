@@ -1,6 +1,6 @@
 //! The host side: [`ChildWorker`], one child process serving one executor worker's tasks.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-
-use super::protocol::{Outcome, Request, Response};
+use super::protocol::{send, Inbox, Outcome, Request, Response};
 use super::{ChildSpec, CPU_LIMIT_ENV, MEMORY_LIMIT_ENV, PARENT_ENV, SOCKET_ENV};
 use taskhost_loader::{RunContext, TaskFailure, TracingContext};
 
@@ -43,19 +41,24 @@ impl std::fmt::Display for Crash {
     }
 }
 
-/// What the reader thread saw on the socket.
+/// What a look at the socket found.
 enum Event {
     Message(Response),
+    /// Nothing within the poll interval.
+    Nothing,
     /// The socket closed or carried something that is not a message: the child is gone or
     /// broken.
     Gone,
 }
 
-/// One live child process and its socket.
+/// One live child process and its socket, read by the worker thread itself (a reader thread
+/// would add a wake-up to every round trip).
 struct Live {
     child: Child,
+    /// Reads time out after [`POLL`], so that a waiting worker looks at its stop request.
     socket: UnixStream,
-    events: Receiver<Event>,
+    /// What was read and not yet taken as a message.
+    inbox: Inbox,
     /// The threads that forward its stdout and stderr: they end when it has ended.
     forwarders: Vec<thread::JoinHandle<()>>,
 }
@@ -187,36 +190,39 @@ impl ChildWorker {
         }
         let mut asked_to_stop: Option<Instant> = None;
         loop {
-            match live.events.recv_timeout(POLL) {
-                Ok(Event::Message(Response::Done { id: done, outcome })) if done == id => {
+            match receive(live) {
+                Event::Message(Response::Done { id: done, outcome }) if done == id => {
                     return Ok(match outcome {
-                        Outcome::Ok { output } => Ok(output),
+                        Outcome::Ok { output } => Ok(output.into_bytes()),
+                        Outcome::OkBytes { output } => Ok(output),
                         Outcome::Failed { kind, message } => Err(TaskFailure {
                             kind: kind.kind(),
                             message,
                         }),
                     });
                 }
-                Ok(Event::Message(Response::Log {
+                Event::Message(Response::Log {
                     id: from,
                     level,
                     message,
-                })) if from == id => context.log(level.level(), &message),
-                Ok(Event::Message(Response::Progress {
+                }) if from == id => context.log(level.level(), &message),
+                Event::Message(Response::Progress {
                     id: from,
                     done,
                     total,
-                })) if from == id => context.progress(done, total),
-                Ok(Event::Message(_)) => {}
-                Ok(Event::Gone) | Err(RecvTimeoutError::Disconnected) => {
+                }) if from == id => context.progress(done, total),
+                Event::Message(_) | Event::Nothing => {}
+                Event::Gone => {
                     return Err(Crash::Died(died(live, task, &self.spec, &self.last_stderr)));
                 }
-                Err(RecvTimeoutError::Timeout) => {}
             }
             match asked_to_stop {
                 None if cancelled() => {
                     asked_to_stop = Some(Instant::now());
                     let _ = send(&live.socket, &Request::Cancel { id });
+                    // The child reads its socket only when its task looks at its cancel check
+                    // after this signal (it has no reader thread: one wake-up less per call).
+                    nudge(&live.child);
                 }
                 Some(at) if at.elapsed() >= kill_after => {
                     let _ = live.child.kill();
@@ -320,10 +326,12 @@ fn signal_name(signal: i32) -> String {
     name.to_owned()
 }
 
-fn send(socket: &UnixStream, request: &Request) -> io::Result<()> {
-    let mut writer = socket;
-    serde_json::to_writer(&mut writer, request)?;
-    writer.flush()
+/// Tells a child that a message waits for its running task (`SIGUSR1`).
+fn nudge(child: &Child) {
+    use rustix::process::{kill_process, Pid, Signal};
+    if let Some(pid) = Pid::from_raw(child.id() as i32) {
+        let _ = kill_process(pid, Signal::USR1);
+    }
 }
 
 /// Ends a child: closing its socket tells it to exit; after `grace` it is killed.
@@ -443,29 +451,11 @@ fn spawn_child(
     drop(listener);
     drop(dir);
     socket.set_nonblocking(false)?;
-    let (tx, events) = mpsc::channel();
-    let reader = socket.try_clone()?;
-    thread::Builder::new()
-        .name(format!("{worker}-child"))
-        .spawn(move || {
-            let messages = serde_json::Deserializer::from_reader(BufReader::new(reader))
-                .into_iter::<Response>();
-            for message in messages {
-                match message {
-                    Ok(message) => {
-                        if tx.send(Event::Message(message)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-            let _ = tx.send(Event::Gone);
-        })?;
+    socket.set_read_timeout(Some(POLL))?;
     let mut live = Live {
         child,
         socket,
-        events,
+        inbox: Inbox::default(),
         forwarders,
     };
     wait_ready(&mut live)?;
@@ -498,15 +488,50 @@ fn accept(listener: &UnixListener, child: &mut Child) -> anyhow::Result<UnixStre
 }
 
 fn wait_ready(live: &mut Live) -> anyhow::Result<()> {
-    match live.events.recv_timeout(START_LIMIT) {
-        Ok(Event::Message(Response::Ready { .. })) => Ok(()),
-        Ok(Event::Message(Response::Refused { error })) => {
-            anyhow::bail!("the worker process could not serve: {error}")
+    let deadline = Instant::now() + START_LIMIT;
+    loop {
+        match receive(live) {
+            Event::Message(Response::Ready { .. }) => return Ok(()),
+            Event::Message(Response::Refused { error }) => {
+                anyhow::bail!("the worker process could not serve: {error}")
+            }
+            Event::Message(other) => anyhow::bail!("the worker process said {other:?} first"),
+            Event::Nothing if Instant::now() < deadline => {}
+            Event::Nothing => {
+                anyhow::bail!(
+                    "the worker process was not ready within {} s",
+                    START_LIMIT.as_secs()
+                )
+            }
+            Event::Gone => {
+                let status = live.child.wait()?;
+                anyhow::bail!("the worker process {} while starting", describe(status))
+            }
         }
-        Ok(Event::Message(other)) => anyhow::bail!("the worker process said {other:?} first"),
-        Ok(Event::Gone) | Err(_) => {
-            let status = live.child.wait()?;
-            anyhow::bail!("the worker process {} while starting", describe(status))
+    }
+}
+
+/// The next message from the child, reading for at most [`POLL`].
+fn receive(live: &mut Live) -> Event {
+    loop {
+        match live.inbox.take() {
+            Ok(Some(message)) => return Event::Message(message),
+            Ok(None) => {}
+            Err(_) => return Event::Gone,
+        }
+        match live.inbox.fill(&live.socket) {
+            Ok(0) => return Event::Gone,
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Event::Nothing
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Event::Gone,
         }
     }
 }

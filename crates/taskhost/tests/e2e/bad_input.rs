@@ -1,5 +1,5 @@
 //! Bad input of every kind and what the user sees: the rows of
-//! "Bad input: what the user sees" in `README.md`.
+//! "Bad input: what the user sees" in `docs/bad-input.md`.
 
 use serde_json::Value;
 

@@ -229,3 +229,12 @@ pub fn by_id(outcomes: &[Value]) -> BTreeMap<String, Value> {
     }
     map
 }
+
+/// Whether `script` (util-linux) is there to give a run a pseudo-terminal; says so when not.
+pub fn has_script() -> bool {
+    let found = Command::new("script").arg("--version").output().is_ok();
+    if !found {
+        eprintln!("skipped: `script` (util-linux) is not installed, so no pseudo-terminal");
+    }
+    found
+}

@@ -426,3 +426,131 @@ fn plugins_and_config_show_say_which_pools_are_isolated() {
         show.stdout
     );
 }
+
+/// The batch of the crash test without the items that crash (those are not run in a thread
+/// pool: they would take the host down) under `isolation = "thread"`: every item `ok`, what a
+/// plugin prints goes to stderr, exit 0.
+#[test]
+fn the_same_batch_without_crashes_runs_alike_in_a_thread_pool() {
+    let dir = Dir::with_config("[[routes]]\ntask = \"*/*\"\npool = \"cpu\"\n");
+    let items: Vec<Value> = (0..1000)
+        .map(|i| match i % 50 {
+            7 => json!({"id": format!("i{i}"), "task": "testkit/print", "input": {"text": "noise on stdout\n"}}),
+            8 => json!({"id": format!("i{i}"), "task": "csample/echo", "input": {"n": i}}),
+            _ => json!({"id": format!("i{i}"), "task": "testkit/echo", "input": {"n": i}}),
+        })
+        .collect();
+    let run = dir.run(&["run"], &jsonl(&items));
+    run.assert_code(0);
+    let records = assert_one_record_per_line(&run, 1000);
+    assert!(records.values().all(|r| r["status"] == "ok"));
+    assert!(run.stderr.contains("noise on stdout"));
+}
+
+/// A plugin file replaced (renamed over) while a run goes on: a worker process started later
+/// loads the file as it is then, under the same rules; with a pin, the changed file is refused,
+/// and that plugin's items fail in the new process while the run goes on.
+#[test]
+fn a_plugin_replaced_mid_run_is_loaded_anew_and_refused_when_pinned() {
+    let dir = Dir::new();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for name in ["libtaskhost_testkit.so", "libtaskhost_csample.so"] {
+        std::fs::copy(crate::util::plugin_dir().join(name), plugins.join(name)).unwrap();
+    }
+    let config = dir.write("iso.toml", "");
+    let write_config = |pins: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[plugins]\ndirs = [{:?}]\n{pins}\n[pools.iso]\nisolation = \"process\"\n\
+                 max_workers = 1\nquarantine_after = 0\n[[routes]]\ntask = \"*/*\"\npool = \"iso\"\n",
+                plugins.display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    write_config("");
+    let command = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_taskhost"));
+        command
+            .current_dir(dir.path())
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("RUST_LOG")
+            .arg("--config")
+            .arg(&config)
+            .arg("--no-progress");
+        command
+    };
+    let pins = dir.run_command(command().args(["plugins", "--pins"]), "");
+    pins.assert_code(0);
+    let testkit_pin = pins
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("testkit = "))
+        .unwrap()
+        .split('#')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    write_config(&format!("[plugins.pins]\n{testkit_pin}\n"));
+    let items = [
+        json!({"id": "before", "task": "testkit/sleep", "input": {"ms": 1500}}),
+        json!({"id": "crash", "task": "testkit/crash", "input": {"how": "segv"}}),
+        json!({"id": "after", "task": "testkit/echo", "input": 1}),
+        json!({"id": "c", "task": "csample/echo", "input": 2}),
+    ];
+    let input = dir.write("in.jsonl", &jsonl(&items));
+    let child = command()
+        .args(["run", "--ordered", "--input", input.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first worker process has mapped the plugin (it loads before it serves)...
+    let config_text = config.to_string_lossy().into_owned();
+    let loaded = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let proc_dir = entry.path();
+            let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains("__serve-worker")
+                && cmdline.contains(&config_text)
+                && std::fs::read_to_string(proc_dir.join("maps"))
+                    .is_ok_and(|maps| maps.contains("libtaskhost_testkit.so"))
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(20), loaded),
+        "no worker process loaded testkit"
+    );
+    // ...the file is replaced the way an upgrade does it: a new file renamed over the old one.
+    let staged = plugins.join(".staged");
+    std::fs::copy(plugins.join("libtaskhost_csample.so"), &staged).unwrap();
+    std::fs::rename(&staged, plugins.join("libtaskhost_testkit.so")).unwrap();
+    let run = Run::from(child.wait_with_output().unwrap());
+    run.assert_code(1);
+    let records = assert_one_record_per_line(&run, 4);
+    assert_eq!(
+        status(&records, "before"),
+        "ok",
+        "{:?}\n{}",
+        records["before"],
+        run.stderr
+    );
+    assert_eq!(status(&records, "crash"), "crashed");
+    assert_eq!(
+        status(&records, "after"),
+        "failed",
+        "{:?}",
+        records["after"]
+    );
+    assert!(
+        error(&records, "after").contains("the worker process has no task `testkit/echo`"),
+        "{:?}",
+        records["after"]
+    );
+    assert_eq!(status(&records, "c"), "ok", "the other plugins go on");
+}

@@ -292,13 +292,13 @@ fn expand_runs_the_plugins_work_items() {
 }
 
 #[test]
-fn config_jobs_run_with_dash_dash_jobs() {
+fn config_jobs_run_with_dash_dash_config_jobs() {
     let dir = Dir::with_config(
         "[[jobs]]\ntask = \"primes/count\"\ninputs = [{ n = 10 }, { n = 100 }]\n\
          [[jobs]]\nexpand = \"checksum/sha256\"\nparams = { root = \"data\", glob = \"*.txt\" }\n",
     );
     dir.write("data/x.txt", "x");
-    let run = dir.run(&["run", "--jobs"], "");
+    let run = dir.run(&["run", "--config-jobs"], "");
     run.assert_code(0);
     let by_id = by_id(&run.outcomes());
     assert_eq!(by_id.len(), 3, "{by_id:#?}");

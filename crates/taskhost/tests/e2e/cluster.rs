@@ -237,10 +237,7 @@ fn one_per_line(items: &[Value], records: &[Value]) -> BTreeMap<String, Value> {
 fn by_worker(records: &BTreeMap<String, Value>) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for record in records.values() {
-        let worker = record["worker"]
-            .as_str()
-            .unwrap_or("(submitter)")
-            .to_owned();
+        let worker = record["host"].as_str().unwrap_or("(submitter)").to_owned();
         *counts.entry(worker).or_default() += 1;
     }
     counts
@@ -289,7 +286,7 @@ fn a_worker_killed_mid_run_loses_nothing_and_its_items_run_again() {
     while !cluster
         .records("out.jsonl")
         .iter()
-        .any(|r| r["worker"] == "doomed")
+        .any(|r| r["host"] == "doomed")
     {
         assert!(Instant::now() < deadline, "the doomed worker ran nothing");
         std::thread::sleep(Duration::from_millis(10));
@@ -309,7 +306,7 @@ fn a_worker_killed_mid_run_loses_nothing_and_its_items_run_again() {
         "the items the killed worker held came back"
     );
     for record in &again {
-        assert_eq!(record["worker"], "survivor", "{record}");
+        assert_eq!(record["host"], "survivor", "{record}");
         assert!(record["attempts"].as_u64() > Some(1), "{record}");
     }
 }
@@ -394,14 +391,14 @@ fn a_worker_takes_only_its_plugins_items_and_the_others_are_rejected_after_the_w
     for n in 0..20 {
         let record = &records[&format!("e{n}")];
         assert_eq!(
-            (record["status"].as_str(), record["worker"].as_str()),
+            (record["status"].as_str(), record["host"].as_str()),
             (Some("ok"), Some("lone"))
         );
     }
     for n in 0..3 {
         let record = &records[&format!("p{n}")];
         assert_eq!(record["status"], "rejected", "{record}");
-        assert!(record["worker"].is_null(), "no worker took it: {record}");
+        assert!(record["host"].is_null(), "no worker took it: {record}");
         let error = record["error"].as_str().unwrap();
         assert!(
             error.contains("primes/count") && error.contains("cluster.worker_wait"),
@@ -411,7 +408,7 @@ fn a_worker_takes_only_its_plugins_items_and_the_others_are_rejected_after_the_w
     // A task the plugin lacks: the worker that took it says so.
     let unknown = &records["t"];
     assert_eq!(
-        (unknown["status"].as_str(), unknown["worker"].as_str()),
+        (unknown["status"].as_str(), unknown["host"].as_str()),
         (Some("rejected"), Some("lone"))
     );
     assert!(unknown["error"]
@@ -507,7 +504,7 @@ fn ctrl_c_of_the_submitter_cancels_queued_and_running_items() {
     assert_eq!(stopped, 2, "{records:#?}");
     for record in records.values() {
         let error = record["error"].as_str().unwrap();
-        if record["worker"].is_null() {
+        if record["host"].is_null() {
             assert_eq!(
                 error, "cancelled: its submitter was interrupted",
                 "{record}"
