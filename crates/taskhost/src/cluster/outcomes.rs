@@ -32,7 +32,17 @@ impl OutcomeSink for ClusterSink {
             return Ok(());
         }
         let deliveries = lease.delivery.delivery_count();
-        let record = record::record(outcome, Some(&self.worker), deliveries);
+        let record = if lease.cancelled && outcome.status == Status::Cancelled {
+            let mut said = outcome.clone();
+            said.error = Some(format!(
+                "its submitter cancelled run {}: {}",
+                lease.delivery.run_id(),
+                outcome.error.as_deref().unwrap_or("cancelled")
+            ));
+            record::record(&said, Some(&self.worker), deliveries)
+        } else {
+            record::record(outcome, Some(&self.worker), deliveries)
+        };
         finish(&self.state, lease.delivery, lease.plugin, record);
         Ok(())
     }

@@ -79,21 +79,16 @@ impl Puller {
     fn run(self) {
         let mut backoff = Duration::from_millis(100);
         while !self.state.stopping() {
-            let room = self.state.reserve(self.plugin, usize::MAX, ROOM_WAIT);
-            if room == 0 {
-                continue;
-            }
-            match self.queue.fetch(room, PULL_WAIT) {
-                Ok(deliveries) => {
-                    backoff = Duration::from_millis(100);
-                    self.state
-                        .release(self.plugin, room.saturating_sub(deliveries.len()));
-                    for delivery in deliveries {
-                        self.hand_over(delivery);
-                    }
-                }
+            // What waits now, as much as there is room for; when nothing waits, a pull that
+            // waits for one, holding one place only: an idle plugin must not hold the room
+            // that the pools share with the others.
+            let pulled = match self.pull(usize::MAX, Duration::ZERO) {
+                Ok(0) => self.pull(1, PULL_WAIT),
+                other => other,
+            };
+            match pulled {
+                Ok(_) => backoff = Duration::from_millis(100),
                 Err(error) => {
-                    self.state.release(self.plugin, room);
                     tracing::warn!(
                         target: "taskhost::cluster",
                         plugin = self.queue.plugin(),
@@ -102,6 +97,29 @@ impl Puller {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
+            }
+        }
+    }
+
+    /// One pull of at most `max` items (and no more than there is room for), waiting up to
+    /// `wait` for the first; hands them over and says how many came.
+    fn pull(&self, max: usize, wait: Duration) -> Result<usize, taskhost_cluster::ClusterError> {
+        let room = self.state.reserve(self.plugin, max, ROOM_WAIT);
+        if room == 0 {
+            return Ok(0);
+        }
+        match self.queue.fetch(room, wait) {
+            Ok(deliveries) => {
+                let count = deliveries.len();
+                self.state.release(self.plugin, room.saturating_sub(count));
+                for delivery in deliveries {
+                    self.hand_over(delivery);
+                }
+                Ok(count)
+            }
+            Err(error) => {
+                self.state.release(self.plugin, room);
+                Err(error)
             }
         }
     }
@@ -118,7 +136,7 @@ impl Puller {
                 Some(full_task(&delivery)),
                 Status::Cancelled,
                 format!(
-                    "its submitter cancelled run {} before it started",
+                    "its submitter cancelled run {}: not started",
                     delivery.run_id()
                 ),
             );

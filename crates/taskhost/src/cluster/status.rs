@@ -13,6 +13,14 @@ use crate::cli::Cli;
 use crate::config::duration::format_duration;
 
 pub(super) fn run(_cli: &Cli, file: Option<&Path>) -> Result<u8, Failure> {
+    let mut text = String::new();
+    // Lines into `text`, written at once at the end (a closed pipe is not worth a panic).
+    macro_rules! out {
+        ($($arg:tt)*) => {{
+            use std::fmt::Write as _;
+            let _ = writeln!(text, $($arg)*);
+        }};
+    }
     let (settings, _) = load_settings(file)?;
     let config = cluster_config(&settings, "cluster status")?;
     let queue = connect(config)?;
@@ -29,7 +37,7 @@ pub(super) fn run(_cli: &Cli, file: Option<&Path>) -> Result<u8, Failure> {
     }
     let counts = queue.counts().or_exit(EXIT_NOT_ALL_OK)?;
     let client = queue.client();
-    println!(
+    out!(
         "cluster {} at {} (nats-server {})",
         client.settings().prefix(),
         client.settings().url(),
@@ -38,7 +46,7 @@ pub(super) fn run(_cli: &Cli, file: Option<&Path>) -> Result<u8, Failure> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
-    println!(
+    out!(
         "\nworkers ({}, heard within {}):",
         workers.len(),
         format_duration(INTERVAL * 2)
@@ -49,7 +57,7 @@ pub(super) fn run(_cli: &Cli, file: Option<&Path>) -> Result<u8, Failure> {
             .iter()
             .map(|(pool, workers)| format!("{pool} {workers}"))
             .collect();
-        println!(
+        out!(
             "  {name:<28} running {:<4} up {:<8} plugins {}  pools {}",
             beat.running,
             format_duration(Duration::from_secs(now.saturating_sub(beat.started))),
@@ -57,26 +65,30 @@ pub(super) fn run(_cli: &Cli, file: Option<&Path>) -> Result<u8, Failure> {
             pools.join(", ")
         );
     }
-    println!("\nqueued per task (waiting or running):");
+    out!("\nqueued per task (waiting or running):");
     if counts.queued.is_empty() {
-        println!("  none");
+        out!("  none");
     }
     for (plugin, task, count) in &counts.queued {
-        println!("  {:<32} {count}", format!("{plugin}/{task}"));
+        out!("  {:<32} {count}", format!("{plugin}/{task}"));
     }
-    println!("\nplugins (waiting / held by a worker / redelivered / pulls waiting):");
+    out!("\nplugins (waiting / held by a worker / redelivered / pulls waiting):");
     if counts.plugins.is_empty() {
-        println!("  none served yet");
+        out!("  none served yet");
     }
     for (plugin, state) in &counts.plugins {
-        println!(
+        out!(
             "  {plugin:<24} {} / {} / {} / {}",
-            state.pending, state.ack_pending, state.redelivered, state.waiting_pulls
+            state.pending,
+            state.ack_pending,
+            state.redelivered,
+            state.waiting_pulls
         );
     }
-    println!(
+    out!(
         "\ndead letters (items given up after cluster.max_deliver deliveries): {}",
         counts.dead_letters
     );
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     Ok(EXIT_OK)
 }

@@ -4,8 +4,9 @@
 //! it publishes there too (the server keeps the first outcome stored for an item, so a worker
 //! that finishes an item just as the submitter gives up on it leaves one record, not two):
 //!
-//! - an item whose plugin no live worker serves (no pull waits on its queue and no worker
-//!   holds one of its items) for `cluster.worker_wait` is `rejected` and deleted from the queue;
+//! - an item whose plugin no live worker serves (no heartbeat names it, no pull waits on its
+//!   queue, no worker holds one of its items) for `cluster.worker_wait` is `rejected` and
+//!   deleted from the queue;
 //! - an item the server gave up on (the max-deliveries advisory) is `failed`, "gave up after
 //!   N deliveries", and deleted;
 //! - on Ctrl-C, queued items are deleted, running ones asked to stop, and what has no record
@@ -23,9 +24,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use taskhost_cluster::{DeadLetters, NewItem, Queue, Results};
+use taskhost_cluster::{DeadLetters, Heartbeats, NewItem, Queue, Results};
 
 use super::collect::{Collector, Outstanding, Pending};
+use super::heartbeat::{Heartbeat, INTERVAL};
 use super::{cluster_config, connect, record, SubmitArgs};
 use crate::app::{
     init_telemetry, load_settings, Failure, OrExit, EXIT_NOT_ALL_OK, EXIT_OK, EXIT_USAGE,
@@ -82,6 +84,7 @@ pub(super) fn run(cli: &Cli, args: &SubmitArgs, file: Option<&Path>) -> Result<u
     let mut submission = Submission {
         results: queue.results(&run_id).or_exit(EXIT_NOT_ALL_OK)?,
         dead_letters: queue.dead_letters().or_exit(EXIT_NOT_ALL_OK)?,
+        heartbeats: queue.heartbeats().or_exit(EXIT_NOT_ALL_OK)?,
         queue,
         run_id,
         config,
@@ -190,11 +193,14 @@ struct Submission<'a, W: Write> {
     input_done: bool,
     results: Results,
     dead_letters: DeadLetters,
+    /// The workers' heartbeats: which plugins some live worker has loaded.
+    heartbeats: Heartbeats,
     outstanding: Outstanding,
     /// Entries taken from the input so far (the next one's index).
     taken: u64,
     collector: Collector<W>,
-    /// When a worker was last seen serving each plugin.
+    /// When a worker was last seen serving each plugin (pulling from its queue, holding one of
+    /// its items, or naming it in a heartbeat).
     last_alive: std::collections::HashMap<String, Instant>,
     interrupts: Arc<Interrupts>,
     started: Instant,
@@ -492,6 +498,15 @@ impl<W: Write> Submission<'_, W> {
     fn check_unclaimed(&mut self) {
         let wait = self.config.worker_wait;
         let now = Instant::now();
+        // A worker busy with other plugins' items may neither pull from nor hold this
+        // plugin's: its heartbeat still says it serves it.
+        while let Ok(Some(beat)) = self.heartbeats.next(Duration::ZERO) {
+            if let Ok(heartbeat) = serde_json::from_slice::<Heartbeat>(&beat.payload) {
+                for plugin in heartbeat.plugins {
+                    self.last_alive.insert(plugin, now);
+                }
+            }
+        }
         let mut overdue: Vec<String> = self
             .outstanding
             .pending
@@ -502,12 +517,17 @@ impl<W: Write> Submission<'_, W> {
         overdue.sort();
         overdue.dedup();
         for plugin in overdue {
-            let served = match self.queue.plugin_state(&plugin) {
-                Ok(Some(state)) => state.waiting_pulls > 0 || state.ack_pending > 0,
-                Ok(None) => false,
-                // The server cannot say: nothing is decided on a guess.
-                Err(_) => true,
-            };
+            let heard = self
+                .last_alive
+                .get(&plugin)
+                .is_some_and(|&alive| now.duration_since(alive) < INTERVAL * 3);
+            let served = heard
+                || match self.queue.plugin_state(&plugin) {
+                    Ok(Some(state)) => state.waiting_pulls > 0 || state.ack_pending > 0,
+                    Ok(None) => false,
+                    // The server cannot say: nothing is decided on a guess.
+                    Err(_) => true,
+                };
             if served {
                 self.last_alive.insert(plugin, now);
                 continue;
