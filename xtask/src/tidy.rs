@@ -155,11 +155,6 @@ const LONG_FILES: &[(&str, &str)] = &[
          or variable; to split by stage (read, locate, merge)",
     ),
     (
-        "crates/taskhost/src/config/settings.rs",
-        "the validation of every section of the config, each collecting its problems; to split \
-         by section (run, pools and routes, plugins, logging, jobs)",
-    ),
-    (
         "crates/taskhost/src/cluster/submit.rs",
         "one submission's steps (publish, collect, reject after the wait, Ctrl-C, --resume) share \
          its state; to split by step",
