@@ -1,7 +1,7 @@
 //! The scenarios that need more than a pool: the plugin call (5) and the host end to end (6).
 //!
 //! Both need artefacts that `cargo run -p taskhost-bench` does not build: the plugin libraries
-//! (`cargo xtask build-plugins --release`, into `<target>/plugins/`) and the host binary
+//! (`cargo xtask build-plugins`, into `<target>/plugins/`) and the host binary
 //! (`cargo build --release -p taskhost`, `<target>/release/taskhost`). `<target>` is the target
 //! directory this benchmark binary itself was built into. Where one is missing, the scenario is
 //! reported as skipped with the command that would build it; it never reports made-up numbers.
@@ -142,9 +142,7 @@ pub fn plugin_call(plan: &Plan) -> ScenarioReport {
     let through_loader = |full_name: &str| {
         plugins
             .task(full_name)
-            .with_context(|| {
-                format!("no `{full_name}`: run `cargo xtask build-plugins --release` first")
-            })
+            .with_context(|| format!("no `{full_name}`: run `cargo xtask build-plugins` first"))
             .map(|task| {
                 let context = TracingContext::new(&task);
                 time_calls(plan.plugin_calls, plan.plugin_reps, || {
@@ -254,7 +252,7 @@ fn load_plugins() -> Result<PluginSet> {
     ));
     if !library.exists() {
         bail!(
-            "no {} (run `cargo xtask build-plugins --release` first)",
+            "no {} (run `cargo xtask build-plugins` first)",
             library.display()
         );
     }
