@@ -554,3 +554,36 @@ fn a_plugin_replaced_mid_run_is_loaded_anew_and_refused_when_pinned() {
     );
     assert_eq!(status(&records, "c"), "ok", "the other plugins go on");
 }
+
+/// A worker process is replaced with its worker after `max_tasks_per_worker` tasks (Python's
+/// `max_tasks_per_child`): six items, two per worker, one worker at a time: three processes.
+#[test]
+fn a_worker_process_is_replaced_after_max_tasks_per_worker() {
+    let dir = isolated(
+        "max_workers = 1\nmax_tasks_per_worker = 2",
+        "[logging]\nfilter = \"warn,taskhost::isolation=debug\"\n",
+    );
+    let items: Vec<Value> = (0..6)
+        .map(|i| json!({"id": format!("e{i}"), "task": "testkit/echo", "input": i}))
+        .collect();
+    let run = dir.run(&["run", "--log-format", "json"], &jsonl(&items));
+    run.assert_code(0);
+    let records = assert_one_record_per_line(&run, 6);
+    assert!(records.values().all(|r| r["status"] == "ok"));
+    let pids: std::collections::BTreeSet<u64> = run
+        .events()
+        .iter()
+        .filter(|e| e["fields"]["message"] == "worker_process.started")
+        .filter_map(|e| e["fields"]["pid"].as_u64())
+        .collect();
+    assert_eq!(
+        pids.len(),
+        3,
+        "worker processes started: {pids:?}\n{}",
+        run.stderr
+    );
+    assert!(eventually(Duration::from_secs(5), || worker_processes(
+        &dir
+    )
+    .is_empty()));
+}
