@@ -174,7 +174,7 @@ fn metadata() -> Result<Metadata> {
 }
 
 /// The loader refuses plugin files and folders that group or others may write to (see the
-/// README's "Plugin trust"); under a umask of 002 cargo would leave them so. Mode 0755.
+/// docs/plugin-trust.md); under a umask of 002 cargo would leave them so. Mode 0755.
 fn owner_writable_only(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
