@@ -83,11 +83,20 @@ serde_json = {{ version = "1", optional = true }}
 "#
         ),
     );
-    for entry in std::fs::read_dir(api.join("src")).unwrap() {
+    copy_sources(&api.join("src"), &dir.join("src"), &patch);
+}
+
+/// Copies every file under `from` (folders too) to `to`, each through `patch` (by file name).
+fn copy_sources(from: &Path, to: &Path, patch: &impl Fn(&str, String) -> String) {
+    for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_sources(&entry.path(), &to.join(&name), patch);
+            continue;
+        }
         let text = std::fs::read_to_string(entry.path()).unwrap();
-        write(&dir.join("src").join(&name), &patch(&name, text));
+        write(&to.join(&name), &patch(&name, text));
     }
 }
 
@@ -190,7 +199,7 @@ fn a_plugin_built_against_an_older_root_module_is_refused() {
                     1,
                 )
             }
-            "sdk.rs" => {
+            "glue.rs" => {
                 let field = "            expand: can_expand.then_some(expand),\n";
                 assert!(text.contains(field));
                 text.replacen(field, "", 1).replacen(
