@@ -229,6 +229,7 @@ impl Dispatcher {
         if status != Status::Ok
             && verdict.retryable
             && job.attempt <= job.task.retry.retries
+            && !running.cancelled
             && !self.stopping.load(Ordering::SeqCst)
         {
             let delay = job.task.retry.delay_before(job.attempt + 1);

@@ -38,17 +38,30 @@ impl RunControl {
 
     /// Stops entry `seq` (its place among the run's entries, from 0: the `seq` of its
     /// outcome): an attempt waiting in its pool's queue is cancelled, a running one is asked to
-    /// stop (its record then says what the task made of that). `false` when the entry has no
-    /// attempt in a pool: not dispatched yet, finished, or waiting to retry.
+    /// stop (its record then says what the task made of that), and one waiting to retry is
+    /// recorded `cancelled` at once, without the retry. `false` when the entry is in none of
+    /// those states: not dispatched yet, or finished.
     pub fn cancel(&self, seq: u64) -> bool {
         let Some(dispatcher) = self.dispatcher() else {
             return false;
         };
+        if Self::cancel_in_pool(&dispatcher, seq) || Self::cancel_retry(&dispatcher, seq) {
+            return true;
+        }
+        // A retry that fired meanwhile has moved from the timer to its pool.
+        Self::cancel_in_pool(&dispatcher, seq)
+    }
+
+    /// Cancels the attempt of entry `seq` that is in a pool, if there is one.
+    fn cancel_in_pool(dispatcher: &Dispatcher, seq: u64) -> bool {
         let found = dispatcher
             .running
             .shard(seq)
-            .get(&seq)
-            .and_then(|running| Some((running.future.clone()?, running.job.span.clone())));
+            .get_mut(&seq)
+            .and_then(|running| {
+                running.cancelled = true;
+                Some((running.future.clone()?, running.job.span.clone()))
+            });
         let Some((future, span)) = found else {
             return false;
         };
@@ -56,6 +69,15 @@ impl RunControl {
         if !future.cancel() {
             future.request_stop();
         }
+        true
+    }
+
+    /// Records entry `seq` `cancelled` if it waits to retry.
+    fn cancel_retry(dispatcher: &Dispatcher, seq: u64) -> bool {
+        let Some(job) = dispatcher.timer.take_retry(seq) else {
+            return false;
+        };
+        dispatcher.cancel_waiting(job, "cancelled while waiting to retry");
         true
     }
 
@@ -67,6 +89,13 @@ impl RunControl {
             return;
         };
         dispatcher.stop_starting();
+    }
+
+    /// How many entries wait to retry now.
+    #[cfg(test)]
+    fn waiting_to_retry(&self) -> usize {
+        self.dispatcher()
+            .map_or(0, |dispatcher| dispatcher.timer.retries())
     }
 
     /// The entries whose attempt is running now.
@@ -88,11 +117,13 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::dispatch::proptests::{fixture, Records};
+    use crate::config::settings::Settings;
+    use crate::config::{load_from, EMBEDDED_DEFAULT};
+    use crate::dispatch::proptests::{fixture, plugin_dir, Records};
     use crate::dispatch::{run, Catalog, Pools, RunOptions};
     use crate::routing::Router;
     use crate::signals::Interrupts;
-    use crate::sink::Status;
+    use crate::sink::{Outcome, Status};
     use crate::source::JsonlSource;
     use crate::telemetry::SharedBar;
 
@@ -102,7 +133,6 @@ mod tests {
         ms: &[u64],
         meanwhile: impl FnOnce(&RunControl) + Send,
     ) -> BTreeMap<u64, (Status, String)> {
-        let (settings, plugins) = fixture();
         let input: String = ms
             .iter()
             .enumerate()
@@ -112,6 +142,20 @@ mod tests {
                 )
             })
             .collect();
+        run_lines(&fixture().0, input, meanwhile)
+            .into_iter()
+            .map(|(seq, o)| (seq, (o.status, o.error.unwrap_or_default())))
+            .collect()
+    }
+
+    /// Runs the JSON lines of `input` with `settings` and the fixture's plugins, calling
+    /// `meanwhile` with the run's control on another thread; the records by `seq`.
+    fn run_lines(
+        settings: &Settings,
+        input: String,
+        meanwhile: impl FnOnce(&RunControl) + Send,
+    ) -> BTreeMap<u64, Outcome> {
+        let plugins = &fixture().1;
         let router = Router::new(settings.routes.clone());
         let pools = Pools::build(settings, None).unwrap();
         let catalog = Catalog::new(plugins, &router, &pools).unwrap();
@@ -142,10 +186,7 @@ mod tests {
             "the run is over: the control is detached"
         );
         let written = lock(&records.0).clone();
-        written
-            .into_iter()
-            .map(|o| (o.seq, (o.status, o.error.unwrap_or_default())))
-            .collect()
+        written.into_iter().map(|o| (o.seq, o)).collect()
     }
 
     /// Waits (at most 30 s) until `count` entries run.
@@ -187,5 +228,68 @@ mod tests {
             .filter(|(s, _)| *s == Status::Cancelled)
             .collect();
         assert_eq!((ok, cancelled.len()), (3, 3), "{records:?}");
+    }
+
+    /// The fixture's configuration, with testkit/fail retried after a minute.
+    fn slow_retries() -> Settings {
+        let file = format!(
+            "[plugins]\ndirs = [{:?}]\n\n[pools.default]\nmax_workers = 3\n\n\
+             [[routes]]\ntask = \"testkit/fail\"\npool = \"default\"\nretries = 2\n\
+             backoff = \"60s\"\n\n\
+             [[routes]]\ntask = \"testkit/stuck\"\npool = \"default\"\ntimeout = \"100ms\"\n\
+             retries = 2\nbackoff = \"60s\"\n",
+            plugin_dir().display().to_string()
+        );
+        load_from(EMBEDDED_DEFAULT, Some(("control.toml".into(), file)), &[])
+            .expect("the test config loads")
+            .settings
+    }
+
+    #[test]
+    fn a_cancel_reaches_an_entry_waiting_to_retry() {
+        let input = "{\"id\":\"f\",\"task\":\"testkit/fail\",\"input\":{\"message\":\"no\"}}\n\
+                     {\"id\":\"e\",\"task\":\"testkit/echo\",\"input\":1}\n";
+        let started = Instant::now();
+        let records = run_lines(&slow_retries(), input.to_owned(), |control| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while control.waiting_to_retry() == 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(
+                control.waiting_to_retry(),
+                1,
+                "the failed item waits to retry"
+            );
+            assert!(control.cancel(0));
+            assert_eq!(control.waiting_to_retry(), 0);
+            assert!(!control.cancel(0), "recorded already");
+        });
+        let failed = &records[&0];
+        assert_eq!(failed.status, Status::Cancelled, "{failed:?}");
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("cancelled while waiting to retry")
+        );
+        assert_eq!(failed.attempts, 1, "the retry it waited for did not run");
+        assert_eq!(records[&1].status, Status::Ok);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run did not wait for the minute's backoff"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_attempt_that_fails_anyway_is_not_retried() {
+        // testkit/stuck ignores the stop request and runs past its timeout: a failure that is
+        // retried, unless its caller cancelled it.
+        let input = "{\"id\":\"s\",\"task\":\"testkit/stuck\",\"input\":{\"ms\":400}}\n";
+        let records = run_lines(&slow_retries(), input.to_owned(), |control| {
+            let running = until_running(control, 1);
+            assert_eq!(running, [0]);
+            assert!(control.cancel(0));
+        });
+        let record = &records[&0];
+        assert_eq!(record.status, Status::TimedOut, "{record:?}");
+        assert_eq!(record.attempts, 1, "not retried: {record:?}");
     }
 }

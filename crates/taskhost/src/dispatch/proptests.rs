@@ -126,7 +126,7 @@ fn any_line() -> impl Strategy<Value = Line> {
     ]
 }
 
-fn plugin_dir() -> PathBuf {
+pub(super) fn plugin_dir() -> PathBuf {
     std::env::var_os("TASKHOST_TEST_PLUGIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

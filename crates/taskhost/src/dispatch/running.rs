@@ -23,6 +23,9 @@ pub(crate) struct Running {
     /// It ignored the stop request, and its worker process was killed (the executor then
     /// reports the attempt stopped, without its result).
     pub(crate) killed: bool,
+    /// Its run's caller cancelled it ([`super::RunControl::cancel`]): whatever it ends with,
+    /// it is not retried.
+    pub(crate) cancelled: bool,
     /// The attempt's timeout in the timer, once it has started.
     pub(crate) timeout_key: Option<TimerKey>,
     /// When it was submitted, and (for an attempt with a timeout) when it started: the run time
@@ -40,6 +43,7 @@ impl Running {
             future: None,
             timed_out: false,
             killed: false,
+            cancelled: false,
             timeout_key: None,
             submitted: Instant::now(),
             started: None,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use taskhost_executor::TaskFuture;
 
 use super::attempt::Dispatcher;
+use super::job::Job;
 use super::lock;
 use super::outbox::Outbox;
 use super::writer::Writer;
@@ -42,9 +43,15 @@ impl Dispatcher {
 
     fn cancel_retries(&self) {
         for job in self.timer.take_retries() {
-            let why = "interrupted while waiting to retry";
-            self.finish(job, Status::Cancelled, None, Some(why.into()));
+            self.cancel_waiting(job, "interrupted while waiting to retry");
         }
+    }
+
+    /// Records `job`, taken from the timer before its retry, `cancelled` for `why`; its record
+    /// counts the attempts it made, not the one it waited for.
+    pub(crate) fn cancel_waiting(&self, mut job: Job, why: &str) {
+        job.attempt = job.attempt.saturating_sub(1).max(1);
+        self.finish(job, Status::Cancelled, None, Some(why.into()));
     }
 
     /// After the grace period: report what still runs (or waits) as cancelled, for `reason`.

@@ -59,11 +59,20 @@ impl Timer {
 
     /// Removes every pending retry (for an interrupt) and returns the jobs.
     pub(crate) fn take_retries(&self) -> Vec<Job> {
+        self.take_retries_of(|_| true)
+    }
+
+    /// Removes the pending retry of job `seq` (a cancel of that one entry), if it waits.
+    pub(crate) fn take_retry(&self, seq: u64) -> Option<Job> {
+        self.take_retries_of(|job| job.seq == seq).pop()
+    }
+
+    fn take_retries_of(&self, wanted: impl Fn(&Job) -> bool) -> Vec<Job> {
         let mut state = lock(&self.state);
         let keys: Vec<TimerKey> = state
             .actions
             .iter()
-            .filter(|(_, action)| matches!(action, TimerAction::Retry(_)))
+            .filter(|(_, action)| matches!(action, TimerAction::Retry(job) if wanted(job)))
             .map(|(key, _)| *key)
             .collect();
         keys.into_iter()
@@ -72,6 +81,16 @@ impl Timer {
                 _ => None,
             })
             .collect()
+    }
+
+    /// How many retries are pending.
+    #[cfg(test)]
+    pub(crate) fn retries(&self) -> usize {
+        let state = lock(&self.state);
+        let retries = state.actions.values();
+        retries
+            .filter(|action| matches!(action, TimerAction::Retry(_)))
+            .count()
     }
 
     pub(crate) fn shut_down(&self) {
