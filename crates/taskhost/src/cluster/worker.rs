@@ -18,6 +18,7 @@ use taskhost_cluster::Queue;
 
 use super::heartbeat::{self, Heartbeat};
 use super::leases::WorkerState;
+use super::metrics::{self, Exporter};
 use super::outcomes::{give_back, ClusterSink};
 use super::{cluster_config, connect, pull, WorkerArgs};
 use crate::app::{
@@ -81,6 +82,25 @@ pub(super) fn run(cli: &Cli, args: &WorkerArgs, file: Option<&Path>) -> Result<u
         Heartbeat::new(&name, &plugins, &host.pools.settings),
         &state,
     );
+    if let Some(addr) = args.metrics_addr {
+        let exporter = Exporter {
+            worker: name.clone(),
+            plugins: plugins.clone(),
+            counters: Arc::clone(&state.counters),
+            pools: host
+                .pools
+                .executors
+                .iter()
+                .map(|pool| pool.metrics_reader())
+                .collect(),
+        };
+        let bound = metrics::serve(addr, exporter).map_err(|error| Failure {
+            code: EXIT_USAGE,
+            error: anyhow::anyhow!("--metrics-addr {addr}: {error}"),
+        })?;
+        // Printed even with --quiet: with port 0 nothing else says where to scrape.
+        eprintln!("taskhost worker {name}: metrics on http://{bound}/metrics");
+    }
     if !cli.global.quiet {
         eprintln!(
             "taskhost worker {name}: serving {} from {} (at most {capacity} items at once; \
