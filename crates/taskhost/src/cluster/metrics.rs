@@ -19,60 +19,85 @@ use taskhost_executor::{MetricsReader, MetricsSnapshot};
 /// What the exposition format's content type says.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// One plugin's counters: each only grows. Items held now are what was pulled less what
-/// ended (acked, not finished, given back).
+/// Keeps a group of counters on a cache line of its own: the pulling thread, the dispatcher's
+/// writer and the client's runtime each bump theirs without taking the line from the others.
 #[derive(Debug, Default)]
-pub(crate) struct PluginCounters {
+#[repr(align(128))]
+struct Line<T>(T);
+
+/// Bumped by the plugin's pulling thread.
+#[derive(Debug, Default)]
+struct Pulls {
     /// Deliveries pulled from the plugin's queue.
     pulled: AtomicU64,
     /// Pulled deliveries the server had delivered before (a delivery count above 1).
     redelivered: AtomicU64,
-    /// Deliveries given back to the queue (`nak`).
+    /// Deliveries given back to the queue (`nak`): rare, by whichever thread holds one.
     given_back: AtomicU64,
+}
+
+/// Bumped where the records are written (the dispatcher's writer).
+#[derive(Debug, Default)]
+struct Outcomes {
     /// Outcome records handed over to be published.
-    outcomes: AtomicU64,
+    handed_over: AtomicU64,
     /// Of those, the records whose status is not `ok`.
     failed: AtomicU64,
+}
+
+/// Bumped when the server has answered (the client's runtime).
+#[derive(Debug, Default)]
+struct Answers {
     /// Records published and their items acked.
     acked: AtomicU64,
     /// Records that could not be published, or items that could not be acked.
     finish_errors: AtomicU64,
 }
 
+/// One plugin's counters: each only grows. Items held now are what was pulled less what
+/// ended (acked, not finished for an error, given back).
+#[derive(Debug, Default)]
+pub(crate) struct PluginCounters {
+    pulls: Line<Pulls>,
+    outcomes: Line<Outcomes>,
+    answers: Line<Answers>,
+}
+
 impl PluginCounters {
     /// A delivery came, its server-side delivery count `deliveries`.
     pub(crate) fn inc_pulled(&self, deliveries: u64) {
-        self.pulled.fetch_add(1, Relaxed);
+        self.pulls.0.pulled.fetch_add(1, Relaxed);
         if deliveries > 1 {
-            self.redelivered.fetch_add(1, Relaxed);
+            self.pulls.0.redelivered.fetch_add(1, Relaxed);
         }
     }
     /// A delivery went back to the queue.
     pub(crate) fn inc_given_back(&self) {
-        self.given_back.fetch_add(1, Relaxed);
+        self.pulls.0.given_back.fetch_add(1, Relaxed);
     }
     /// An outcome of `status` is on its way.
     pub(crate) fn inc_outcome(&self, status: crate::sink::Status) {
-        self.outcomes.fetch_add(1, Relaxed);
+        self.outcomes.0.handed_over.fetch_add(1, Relaxed);
         if status != crate::sink::Status::Ok {
-            self.failed.fetch_add(1, Relaxed);
+            self.outcomes.0.failed.fetch_add(1, Relaxed);
         }
     }
     /// An outcome was published and its item acked.
     pub(crate) fn inc_acked(&self) {
-        self.acked.fetch_add(1, Relaxed);
+        self.answers.0.acked.fetch_add(1, Relaxed);
     }
     /// An outcome could not be published or its item acked.
     pub(crate) fn inc_finish_error(&self) {
-        self.finish_errors.fetch_add(1, Relaxed);
+        self.answers.0.finish_errors.fetch_add(1, Relaxed);
     }
 
-    /// Items pulled and not ended yet.
+    /// Items pulled and not ended yet. The ends are read first: an item is pulled before it
+    /// ends, so a scrape in between counts it held rather than going below zero.
     fn held(&self) -> u64 {
-        let ended = self.acked.load(Relaxed)
-            + self.finish_errors.load(Relaxed)
-            + self.given_back.load(Relaxed);
-        self.pulled.load(Relaxed).saturating_sub(ended)
+        let ended = self.answers.0.acked.load(Relaxed)
+            + self.answers.0.finish_errors.load(Relaxed)
+            + self.pulls.0.given_back.load(Relaxed);
+        self.pulls.0.pulled.load(Relaxed).saturating_sub(ended)
     }
 }
 
@@ -146,37 +171,37 @@ impl Exporter {
             (
                 "worker_items_pulled",
                 "Items pulled from the plugin's queue",
-                |c| &c.pulled,
+                |c| &c.pulls.0.pulled,
             ),
             (
                 "worker_items_redelivered",
                 "Items pulled that the server had delivered before",
-                |c| &c.redelivered,
+                |c| &c.pulls.0.redelivered,
             ),
             (
                 "worker_items_given_back",
                 "Items given back to the queue (nak) for another worker",
-                |c| &c.given_back,
+                |c| &c.pulls.0.given_back,
             ),
             (
                 "worker_outcomes",
                 "Outcome records handed over to be published",
-                |c| &c.outcomes,
+                |c| &c.outcomes.0.handed_over,
             ),
             (
                 "worker_items_failed",
                 "Outcome records whose status is not ok",
-                |c| &c.failed,
+                |c| &c.outcomes.0.failed,
             ),
             (
                 "worker_items_acked",
                 "Outcome records published and their items acked",
-                |c| &c.acked,
+                |c| &c.answers.0.acked,
             ),
             (
                 "worker_finish_errors",
                 "Outcome records not published or items not acked (delivered again later)",
-                |c| &c.finish_errors,
+                |c| &c.answers.0.finish_errors,
             ),
         ];
         for (metric, help, field) in counters {
