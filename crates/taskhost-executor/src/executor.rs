@@ -231,4 +231,47 @@ impl Executor {
     pub fn metrics(&self) -> MetricsSnapshot {
         self.inner.metrics_snapshot()
     }
+
+    /// A handle that reads the pool's counters from elsewhere (a metrics endpoint), also
+    /// after the executor has moved. It neither submits nor keeps the pool running: dropping
+    /// the executor shuts the pool down as usual, and the reader then sees the final counts.
+    ///
+    /// ```
+    /// let pool = taskhost_executor::Executor::builder().name("io").max_workers(1).build().unwrap();
+    /// let reader = pool.metrics_reader();
+    /// pool.submit(|| ()).unwrap().result(None).unwrap();
+    /// drop(pool);
+    /// assert_eq!((reader.name(), reader.metrics().completed), ("io", 1));
+    /// ```
+    pub fn metrics_reader(&self) -> MetricsReader {
+        MetricsReader {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// Reads one pool's counters: see [`Executor::metrics_reader`].
+#[derive(Clone)]
+pub struct MetricsReader {
+    inner: Arc<PoolInner>,
+}
+
+impl MetricsReader {
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The pool's counters now, as [`Executor::metrics`] gives them.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics_snapshot()
+    }
+}
+
+impl fmt::Debug for MetricsReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsReader")
+            .field("name", &self.inner.name)
+            .finish_non_exhaustive()
+    }
 }

@@ -278,7 +278,7 @@ pub use builder::{
 pub use context::{CancellationToken, TaskContext, TaskOptions};
 pub use error::{AsCompletedTimeout, CancelReason, MapError, ResultError, SubmitError, TaskError};
 pub use events::TRACING_TARGET;
-pub use executor::Executor;
+pub use executor::{Executor, MetricsReader};
 pub use future::{FutureState, TaskFuture};
 pub use map::{BufferedMap, MapResults};
 pub use metrics::MetricsSnapshot;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use taskhost_cluster::Delivery;
 
+use super::metrics::PluginCounters;
+
 /// How long a pull waits for more room to be free while its plugin holds items.
 const GATHER: Duration = Duration::from_millis(2);
 
@@ -54,12 +56,17 @@ pub(crate) struct WorkerState {
     /// Room came back, a background finish ended, or the worker is stopping.
     changed: Condvar,
     stopping: AtomicBool,
+    /// Per plugin (by index): what `--metrics-addr` serves.
+    pub(crate) counters: Arc<[PluginCounters]>,
 }
 
 impl WorkerState {
     /// `rooms[plugin]`: how many of its items may run at once; `capacity`: how many of all.
     pub(crate) fn new(rooms: &[usize], capacity: usize) -> Arc<WorkerState> {
-        let state = WorkerState::default();
+        let state = WorkerState {
+            counters: rooms.iter().map(|_| PluginCounters::default()).collect(),
+            ..WorkerState::default()
+        };
         {
             let mut inner = state.lock();
             inner.rooms = rooms

@@ -12,11 +12,12 @@
 //!
 //! Files: [`record`] (what travels) · [`leases`] (what a worker holds) · [`outcomes`] ·
 //! [`pull`] · [`worker`] (the command) · [`submit`] and [`collect`] (the submitter) ·
-//! [`heartbeat`] and [`status`] (`taskhost cluster status`).
+//! [`heartbeat`] and [`status`] (`taskhost cluster status`) · [`metrics`] (`--metrics-addr`).
 
 mod collect;
 mod heartbeat;
 mod leases;
+mod metrics;
 mod outcomes;
 mod pull;
 mod record;
@@ -40,6 +41,10 @@ pub struct WorkerArgs {
     /// The name the worker's records and heartbeats carry (default: host name and process id)
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (IP:PORT; port 0: any free port, the
+    /// one bound is printed on stderr)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `taskhost submit`.

@@ -32,6 +32,7 @@ impl OutcomeSink for ClusterSink {
             return Ok(());
         }
         let deliveries = lease.delivery.delivery_count();
+        let status = outcome.status;
         let record = if lease.cancelled && outcome.status == Status::Cancelled {
             let mut said = outcome.clone();
             said.error = Some(format!(
@@ -43,7 +44,7 @@ impl OutcomeSink for ClusterSink {
         } else {
             record::record(outcome, Some(&self.worker), deliveries)
         };
-        finish(&self.state, lease.delivery, lease.plugin, record);
+        finish(&self.state, lease.delivery, lease.plugin, status, record);
         Ok(())
     }
 
@@ -52,18 +53,28 @@ impl OutcomeSink for ClusterSink {
     }
 }
 
-/// Publishes `record` as the outcome of `delivery`, then acks it, in the background; the
-/// plugin's room comes back when that is over. An outcome that cannot be published leaves
-/// the item unacked: the server delivers it again after `cluster.ack_wait`.
-pub(crate) fn finish(state: &Arc<WorkerState>, delivery: Delivery, plugin: usize, record: Vec<u8>) {
+/// Publishes `record` (an outcome of `status`) as the outcome of `delivery`, then acks it, in
+/// the background; the plugin's room comes back when that is over. An outcome that cannot be
+/// published leaves the item unacked: the server delivers it again after `cluster.ack_wait`.
+pub(crate) fn finish(
+    state: &Arc<WorkerState>,
+    delivery: Delivery,
+    plugin: usize,
+    status: Status,
+    record: Vec<u8>,
+) {
     state.finishing();
+    state.counters[plugin].inc_outcome(status);
     let state = Arc::clone(state);
     delivery.finish_in_background(record, move |result| {
         if let Err(error) = result {
+            state.counters[plugin].inc_finish_error();
             tracing::warn!(
                 target: "taskhost::cluster",
                 "{error}; the item will be delivered again after cluster.ack_wait"
             );
+        } else {
+            state.counters[plugin].inc_acked();
         }
         state.release(plugin, 1);
         state.finished();
@@ -72,6 +83,7 @@ pub(crate) fn finish(state: &Arc<WorkerState>, delivery: Delivery, plugin: usize
 
 /// Gives `delivery` back to the queue at once (`nak`), for any worker to take.
 pub(crate) fn give_back(state: &WorkerState, delivery: Delivery, plugin: usize) {
+    state.counters[plugin].inc_given_back();
     if let Err(error) = delivery.nak() {
         tracing::warn!(
             target: "taskhost::cluster",

@@ -112,7 +112,9 @@ impl Puller {
             Ok(deliveries) => {
                 let count = deliveries.len();
                 self.state.release(self.plugin, room.saturating_sub(count));
+                let counters = &self.state.counters[self.plugin];
                 for delivery in deliveries {
+                    counters.inc_pulled(delivery.delivery_count());
                     self.hand_over(delivery);
                 }
                 Ok(count)
@@ -142,7 +144,13 @@ impl Puller {
             );
             let count = delivery.delivery_count();
             let record = record::record(&outcome, Some(&self.worker), count);
-            return finish(&self.state, delivery, self.plugin, record);
+            return finish(
+                &self.state,
+                delivery,
+                self.plugin,
+                Status::Cancelled,
+                record,
+            );
         }
         delivery.keep_leased();
         if let Err(mpsc::SendError((plugin, delivery))) = self.sender.send((self.plugin, delivery))

@@ -8,6 +8,7 @@
 //! after the grace what still runs is given back too and asked to stop. Exit status 0. A
 //! second signal exits at once (130).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use taskhost_cluster::Queue;
 
 use super::heartbeat::{self, Heartbeat};
 use super::leases::WorkerState;
+use super::metrics::{self, Exporter};
 use super::outcomes::{give_back, ClusterSink};
 use super::{cluster_config, connect, pull, WorkerArgs};
 use crate::app::{
@@ -70,6 +72,10 @@ pub(super) fn run(cli: &Cli, args: &WorkerArgs, file: Option<&Path>) -> Result<u
         .collect::<Result<Vec<_>, _>>()
         .or_exit(EXIT_USAGE)?;
     let state = WorkerState::new(&rooms, capacity);
+    // Before anything is pulled: an address that cannot be bound leaves no item held.
+    if let Some(addr) = args.metrics_addr {
+        serve_metrics(addr, &name, &plugins, &state, &host.pools)?;
+    }
     let worker: Arc<str> = Arc::from(name.as_str());
     let control = RunControl::default();
     let listening = listen_for_cancels(&queue, &state, &control)?;
@@ -163,6 +169,33 @@ pub(super) fn run(cli: &Cli, args: &WorkerArgs, file: Option<&Path>) -> Result<u
         eprint!("{}", report.summary);
     }
     Ok(EXIT_OK)
+}
+
+/// Serves `--metrics-addr` from a thread of its own and prints where.
+fn serve_metrics(
+    addr: SocketAddr,
+    name: &str,
+    plugins: &[String],
+    state: &WorkerState,
+    pools: &Pools,
+) -> Result<(), Failure> {
+    let exporter = Exporter {
+        worker: name.to_owned(),
+        plugins: plugins.to_vec(),
+        counters: Arc::clone(&state.counters),
+        pools: pools
+            .executors
+            .iter()
+            .map(|pool| pool.metrics_reader())
+            .collect(),
+    };
+    let bound = metrics::serve(addr, exporter).map_err(|error| Failure {
+        code: EXIT_USAGE,
+        error: anyhow::anyhow!("--metrics-addr {addr}: {error}"),
+    })?;
+    // Printed even with --quiet: with port 0 nothing else says where to scrape.
+    eprintln!("taskhost worker {name}: metrics on http://{bound}/metrics");
+    Ok(())
 }
 
 /// How many items each plugin may hold at once, and all plugins together: for each pool its

@@ -20,7 +20,7 @@ use crate::signals::send_signal;
 use crate::util::{jsonl, parse_jsonl, Dir, Run};
 
 /// One cluster test at a time.
-fn turn() -> MutexGuard<'static, ()> {
+pub fn turn() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -103,12 +103,18 @@ impl Cluster {
     /// Starts `taskhost worker --name NAME` (with `args` before `worker`) and waits until it
     /// serves.
     pub fn worker(&mut self, name: &str, args: &[&str]) -> &mut Worker {
+        self.worker_with(name, args, &[])
+    }
+
+    /// [`Cluster::worker`] with `worker_args` after `worker`.
+    pub fn worker_with(&mut self, name: &str, args: &[&str], worker_args: &[&str]) -> &mut Worker {
         let log = self.dir.path().join(format!("{name}.log"));
         let child = self
             .dir
             .command()
             .args(args)
             .args(["worker", "--name", name])
+            .args(worker_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
@@ -206,7 +212,7 @@ fn run_id_of(child: &mut Child) -> String {
 }
 
 /// Work items `task` with `input`, ids `{prefix}{n}`.
-fn items(prefix: &str, count: usize, task: &str, input: Value) -> Vec<Value> {
+pub fn items(prefix: &str, count: usize, task: &str, input: Value) -> Vec<Value> {
     (0..count)
         .map(|n| json!({"id": format!("{prefix}{n}"), "task": task, "input": input}))
         .collect()

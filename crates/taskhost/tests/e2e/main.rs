@@ -8,6 +8,7 @@ mod util;
 
 mod bad_input;
 mod cluster;
+mod cluster_metrics;
 mod config;
 mod flags;
 mod isolation;
