@@ -177,6 +177,20 @@ pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
                         )
                     }),
                 ));
+                let celery = scenario.median(crate::celery::NAME);
+                checks.push(check(
+                    9,
+                    "`taskhost submit` + 2 workers faster than Celery + Redis",
+                    distributed
+                        .and_then(|row| row.summary)
+                        .zip(celery)
+                        .map(|(submit, celery)| {
+                            (
+                                format!("{:.2}× Celery's items/s", celery / submit.median),
+                                submit.median < celery,
+                            )
+                        }),
+                ));
             }
             "host-e2e" => {
                 let host_rows: Vec<&Row> =
