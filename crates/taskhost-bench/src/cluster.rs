@@ -195,9 +195,12 @@ fn path(path: &Path) -> Result<&str> {
     path.to_str().context("a temporary path that is not UTF-8")
 }
 
+/// The row with its items/s in the notes (none for a skipped row).
 fn with_rate(row: Row) -> Row {
-    let items_per_second = row.summary.map_or(0.0, |summary| 1e9 / summary.median);
-    row.with_extra(format!("{} items/s", figure(items_per_second)))
+    match row.summary {
+        Some(summary) => row.with_extra(format!("{} items/s", figure(1e9 / summary.median))),
+        None => row,
+    }
 }
 
 /// Every line of `output` is an `ok` record, and there are `items` of them.

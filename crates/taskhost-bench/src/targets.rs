@@ -359,6 +359,36 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_targets_compare_submit_with_the_floor_and_with_celery() {
+        let cluster = |celery: Row| {
+            let mut report = throughput(vec![
+                Row::measured("raw loop", Summary::of(&[20_000.0])).floor(),
+                Row::measured("taskhost submit + 2 workers", Summary::of(&[50_000.0])),
+                celery,
+            ]);
+            report.key = "cluster";
+            check_all(&[report])
+        };
+        let checks = cluster(Row::measured(
+            crate::celery::NAME,
+            Summary::of(&[1_000_000.0]),
+        ));
+        let found: Vec<(u8, &str, Option<bool>)> = checks
+            .iter()
+            .map(|check| (check.scenario, check.measured.as_str(), check.met))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (9, "40% of the floor's items/s", Some(false)),
+                (9, "20.00× Celery's items/s", Some(true))
+            ]
+        );
+        let skipped = cluster(Row::skipped(crate::celery::NAME, "no redis-server"));
+        assert_eq!(skipped[1].met, None);
+    }
+
+    #[test]
     fn skipped_scenarios_have_no_targets() {
         let mut report = throughput(Vec::new());
         report.skipped = Some("not built".to_owned());
