@@ -42,12 +42,12 @@ pub fn note() -> String {
     format!(
         "{NAME}: Celery with a Redis broker and result backend (a `redis-server` on 127.0.0.1 \
          without persistence), {WORKERS} `celery worker` processes with `--pool threads \
-         --concurrency {THREADS}` (one process each, like a `taskhost worker`; prefork would \
-         add 8 processes per worker for a task that does nothing) and `--without-gossip \
-         --without-mingle --without-heartbeat`; an `echo` task returning its input. The same \
-         items (`{{\"n\": N}}`), `echo.delay` in a loop, every result collected with one \
-         `ResultSet.get` (Redis pub/sub) and checked, timed from the first submit to the last \
-         result, after a warm-up batch."
+         --concurrency {THREADS}` (one process each, like a `taskhost worker`; prefork, with \
+         {THREADS} processes per worker, ran no faster on this echo task) and \
+         `--without-gossip --without-mingle --without-heartbeat`; an `echo` task returning its \
+         input. The same items (`{{\"n\": N}}`), `echo.delay` in a loop, every result \
+         collected with one `ResultSet.get` (Redis pub/sub) and checked, timed from the first \
+         submit to the last result, after a warm-up batch."
     )
 }
 
