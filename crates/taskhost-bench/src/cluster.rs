@@ -1,11 +1,12 @@
 //! Scenario 9: the cluster mode. `taskhost submit` with two local `taskhost worker`s on
 //! `testkit/echo`, against the engine's own limit (a raw async-nats publish → pull → ack loop
 //! with the same payloads and batch sizes), and `taskhost run` in one process for what
-//! distribution costs. A real `nats-server -js` on 127.0.0.1 (the one the cluster tests use).
+//! distribution costs, and Celery with a Redis broker (`celery`). A real `nats-server -js` on
+//! 127.0.0.1 (the one the cluster tests use).
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -13,6 +14,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 use taskhost_cluster::testing::NatsServer;
 
+use crate::celery::{self, Children};
 use crate::external::{host_binary, plugin_dir};
 use crate::scenarios::Plan;
 use crate::table::{figure, row_from, Row, ScenarioReport};
@@ -40,7 +42,8 @@ pub fn cluster_end_to_end(plan: &Plan) -> ScenarioReport {
              submitter's start to its exit. Floor: the engine's own limit, one process \
              publishing the same payloads ({PUBLISH_WINDOW} acks awaited at once) while two \
              connections pull batches of up to {PULL_BATCH} and ack each item. Also \
-             `taskhost run` on the same items in one process, for what distribution costs.",
+             `taskhost run` on the same items in one process, for what distribution costs, \
+             and Celery with a Redis broker and two workers (see the notes).",
             plan.cluster_items, plan.cluster_reps
         ),
         unit: "ns per item",
@@ -133,7 +136,7 @@ fn rows_in(
             .stderr(Stdio::null());
         command
     };
-    let workers = Workers(
+    let workers = Children(
         ["w1", "w2"]
             .iter()
             .map(|name| command(&["worker", "--name", name]).spawn())
@@ -176,11 +179,15 @@ fn rows_in(
          the floor one."
             .to_owned(),
     );
-    report.notes.push(
-        "Celery with a Redis broker: not measured here (neither is installed on this machine; \
-         `pip install celery redis` and a `redis-server` would be needed)."
-            .to_owned(),
+    let celery = row_from(
+        celery::NAME,
+        celery::samples(plan.cluster_items, plan.cluster_reps),
     );
+    report.notes.push(match &celery.skipped {
+        Some(reason) => format!("{}: skipped: {reason}.", celery::NAME),
+        None => celery::note(),
+    });
+    report.rows.push(with_rate(celery));
     Ok(())
 }
 
@@ -188,20 +195,11 @@ fn path(path: &Path) -> Result<&str> {
     path.to_str().context("a temporary path that is not UTF-8")
 }
 
+/// The row with its items/s in the notes (none for a skipped row).
 fn with_rate(row: Row) -> Row {
-    let items_per_second = row.summary.map_or(0.0, |summary| 1e9 / summary.median);
-    row.with_extra(format!("{} items/s", figure(items_per_second)))
-}
-
-/// The workers, killed when dropped.
-struct Workers(Vec<Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    match row.summary {
+        Some(summary) => row.with_extra(format!("{} items/s", figure(1e9 / summary.median))),
+        None => row,
     }
 }
 

@@ -36,7 +36,7 @@ pub const THROUGH_THE_C_ABI: &str = "through the C ABI (loader)";
 const ECHO_INPUT: &[u8] = br#"{"n":12345,"text":"hello, taskhost","ok":true}"#;
 
 /// The target directory this binary was built into (`<target>/release/taskhost-bench`).
-fn target_dir() -> Result<PathBuf> {
+pub(crate) fn target_dir() -> Result<PathBuf> {
     let this_binary = env::current_exe().context("finding this benchmark's own binary")?;
     this_binary
         .parent()

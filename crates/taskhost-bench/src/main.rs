@@ -7,12 +7,14 @@
 //! The modules form layers, bottom first; each uses only modules of lower layers:
 //! `stats`, `procfs`, `python`, `pools` (the peers behind one trait) · `scenarios` (what each
 //! scenario does for one contender), `table` (one scenario's rows and ratios) · `external`
-//! (the plugin call and the host end to end) · `cluster` (submit and workers over a real NATS
+//! (the plugin call and the host end to end) · `celery` (Celery and Redis, started and
+//! stopped by pid) · `cluster` (submit and workers over a real NATS
 //! server) · `targets` (the targets against the tables) ·
 //! `report` (the whole run as Markdown, JSON, SVG) · `runner` (which scenario runs what) · this
 //! file (the command line).
 #![forbid(unsafe_code)]
 
+mod celery;
 mod cluster;
 mod external;
 mod pools;

@@ -19,6 +19,11 @@ pub fn disable() {
     DISABLED.store(true, Ordering::Relaxed);
 }
 
+/// Whether `--no-python` left Python out of this run.
+pub fn disabled() -> bool {
+    DISABLED.load(Ordering::Relaxed)
+}
+
 /// The script, found beside this crate's manifest.
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -28,7 +33,7 @@ fn script() -> PathBuf {
 
 /// Runs `pool_bench.py <scenario> <arguments>` and parses what it prints.
 pub fn run<T: DeserializeOwned>(scenario: &str, arguments: &[String]) -> Result<T> {
-    if DISABLED.load(Ordering::Relaxed) {
+    if disabled() {
         bail!("left out with --no-python");
     }
     let output = Command::new("python3")

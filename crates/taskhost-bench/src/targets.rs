@@ -177,6 +177,20 @@ pub fn check_all(scenarios: &[ScenarioReport]) -> Vec<TargetCheck> {
                         )
                     }),
                 ));
+                let celery = scenario.median(crate::celery::NAME);
+                checks.push(check(
+                    9,
+                    "`taskhost submit` + 2 workers faster than Celery + Redis",
+                    distributed
+                        .and_then(|row| row.summary)
+                        .zip(celery)
+                        .map(|(submit, celery)| {
+                            (
+                                format!("{:.2}× Celery's items/s", celery / submit.median),
+                                submit.median < celery,
+                            )
+                        }),
+                ));
             }
             "host-e2e" => {
                 let host_rows: Vec<&Row> =
@@ -342,6 +356,36 @@ mod tests {
             .collect();
         assert_eq!(found, [(3, "3.20×", Some(false)), (3, "1.40×", Some(true))]);
         assert!(checks[1].target.contains("execute"));
+    }
+
+    #[test]
+    fn the_cluster_targets_compare_submit_with_the_floor_and_with_celery() {
+        let cluster = |celery: Row| {
+            let mut report = throughput(vec![
+                Row::measured("raw loop", Summary::of(&[20_000.0])).floor(),
+                Row::measured("taskhost submit + 2 workers", Summary::of(&[50_000.0])),
+                celery,
+            ]);
+            report.key = "cluster";
+            check_all(&[report])
+        };
+        let checks = cluster(Row::measured(
+            crate::celery::NAME,
+            Summary::of(&[1_000_000.0]),
+        ));
+        let found: Vec<(u8, &str, Option<bool>)> = checks
+            .iter()
+            .map(|check| (check.scenario, check.measured.as_str(), check.met))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (9, "40% of the floor's items/s", Some(false)),
+                (9, "20.00× Celery's items/s", Some(true))
+            ]
+        );
+        let skipped = cluster(Row::skipped(crate::celery::NAME, "no redis-server"));
+        assert_eq!(skipped[1].met, None);
     }
 
     #[test]
