@@ -97,7 +97,7 @@ pub mod testing;
 
 pub use client::Client;
 pub use error::ClusterError;
-pub use pull::{ConsumerState, Delivery, FinishError, PluginQueue};
+pub use pull::{ConsumerState, Delivery, FinishError, Finishing, PluginQueue};
 pub use queue::{NewItem, Published, Queue, QueueCounts, QueuedItem};
 pub use reader::{
     Cancel, CancelListener, DeadLetter, DeadLetters, Heartbeat, Heartbeats, Outcome, Results,

@@ -502,17 +502,22 @@ impl OutcomeMessage {
 
     /// Publishes and waits until the server has stored it (or dropped it as a duplicate).
     pub(crate) async fn publish(self) -> Result<Published, ClusterError> {
+        let (action, ack) = self.send().await?;
+        await_ack(action, ack).await
+    }
+
+    /// Publishes without waiting for the server's answer: what [`await_ack`] then waits for.
+    pub(crate) async fn send(self) -> Result<(String, PublishAckFuture), ClusterError> {
         let OutcomeMessage {
             jetstream,
             subject,
             publish,
             action,
         } = self;
-        let ack = jetstream
-            .send_publish(subject, publish)
-            .await
-            .map_err(|error| ClusterError::request(action.clone(), error))?;
-        await_ack(action, ack).await
+        match jetstream.send_publish(subject, publish).await {
+            Ok(ack) => Ok((action, ack)),
+            Err(error) => Err(ClusterError::request(action, error)),
+        }
     }
 }
 
@@ -530,7 +535,10 @@ pub(crate) fn ids_of(headers: &HeaderMap) -> Option<(String, String)> {
     Some((run_id, item_id))
 }
 
-async fn await_ack(action: String, ack: PublishAckFuture) -> Result<Published, ClusterError> {
+pub(crate) async fn await_ack(
+    action: String,
+    ack: PublishAckFuture,
+) -> Result<Published, ClusterError> {
     let ack = ack
         .await
         .map_err(|error| ClusterError::request(action, error))?;

@@ -7,6 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use taskhost_cluster::testing::NatsServer;
+use taskhost_cluster::{Finishing, Published};
 
 use crate::support::{echo, open, pull_n, settings};
 
@@ -220,6 +221,16 @@ fn finish_stores_the_outcome_and_then_acks() {
 
 #[test]
 fn finishing_in_the_background_publishes_then_acks_each_item() {
+    finishes_each_item_in_the_background(false);
+}
+
+#[test]
+fn finishing_a_batch_publishes_then_acks_each_item() {
+    finishes_each_item_in_the_background(true);
+}
+
+/// 50 items pulled and finished in the background, one by one or in one [`Finishing`].
+fn finishes_each_item_in_the_background(batched: bool) {
     let server = NatsServer::start();
     let queue = open(settings(&server).ack_wait(Duration::from_secs(30)));
     assert_eq!(
@@ -238,13 +249,28 @@ fn finishing_in_the_background_publishes_then_acks_each_item() {
     let deliveries = pull_n(&testkit, 50, Duration::from_secs(10));
     assert_eq!(deliveries.len(), 50);
     let (sender, finished) = std::sync::mpsc::channel();
+    let mut batch = Finishing::default();
     for delivery in deliveries {
         let outcome = format!("out-{}", delivery.item_id()).into_bytes();
         let sender = sender.clone();
-        delivery.finish_in_background(outcome, move |result| {
+        let done = move |result: Result<Published, _>| {
             let _ = sender.send(result.map(|published| published.duplicate));
-        });
+        };
+        if batched {
+            batch.add(delivery, outcome, done);
+        } else {
+            delivery.finish_in_background(outcome, done);
+        }
     }
+    assert_eq!(batch.len(), if batched { 50 } else { 0 });
+    if batched {
+        assert!(
+            finished.recv_timeout(Duration::from_millis(300)).is_err(),
+            "nothing goes out before the batch starts"
+        );
+    }
+    batch.start();
+    assert!(batch.is_empty());
     for _ in 0..50 {
         let duplicate = finished.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(duplicate, Ok(false));

@@ -1,12 +1,14 @@
 //! The worker's [`OutcomeSink`]: each record the dispatcher writes is published to the
 //! submitter's results (with the worker's name), and only then is the item acked, in the
-//! background so that many items are on their way at once. An item the shutdown stopped
+//! background and a batch of the writer's at a time ([`Finishing`]), so that many items are on
+//! their way at once. An item the shutdown stopped
 //! before it ran is given back to the queue instead, for another worker to take at once.
 
 use std::io;
 use std::sync::Arc;
 
-use taskhost_cluster::Delivery;
+use taskhost_cluster::ClusterError;
+use taskhost_cluster::{Delivery, Finishing, Published};
 
 use super::leases::WorkerState;
 use super::record;
@@ -17,6 +19,8 @@ use crate::sink::{Outcome, OutcomeSink, Status};
 pub(crate) struct ClusterSink {
     pub(crate) state: Arc<WorkerState>,
     pub(crate) worker: Arc<str>,
+    /// This batch's outcomes, started at the writer's next tick.
+    pub(crate) finishing: Finishing,
 }
 
 impl OutcomeSink for ClusterSink {
@@ -44,11 +48,18 @@ impl OutcomeSink for ClusterSink {
         } else {
             record::record(outcome, Some(&self.worker), deliveries)
         };
-        finish(&self.state, lease.delivery, lease.plugin, status, record);
+        let done = finishing(&self.state, lease.plugin, status);
+        self.finishing.add(lease.delivery, record, done);
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.finishing.start();
+        Ok(())
+    }
+
+    fn tick(&mut self) -> io::Result<()> {
+        self.finishing.start();
         Ok(())
     }
 }
@@ -63,10 +74,20 @@ pub(crate) fn finish(
     status: Status,
     record: Vec<u8>,
 ) {
+    delivery.finish_in_background(record, finishing(state, plugin, status));
+}
+
+/// Counts an outcome of `status` on its way, and returns what to do with the server's answer:
+/// count it and give the plugin's room back.
+fn finishing(
+    state: &Arc<WorkerState>,
+    plugin: usize,
+    status: Status,
+) -> impl FnOnce(Result<Published, ClusterError>) + Send + 'static {
     state.finishing();
     state.counters[plugin].inc_outcome(status);
     let state = Arc::clone(state);
-    delivery.finish_in_background(record, move |result| {
+    move |result| {
         if let Err(error) = result {
             state.counters[plugin].inc_finish_error();
             tracing::warn!(
@@ -78,7 +99,7 @@ pub(crate) fn finish(
         }
         state.release(plugin, 1);
         state.finished();
-    });
+    }
 }
 
 /// Gives `delivery` back to the queue at once (`nak`), for any worker to take.

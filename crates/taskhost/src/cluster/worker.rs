@@ -128,6 +128,7 @@ pub(super) fn run(cli: &Cli, args: &WorkerArgs, file: Option<&Path>) -> Result<u
     let sink = ClusterSink {
         state: Arc::clone(&state),
         worker: Arc::clone(&worker),
+        finishing: Default::default(),
     };
     let Host {
         plugins: loaded,
