@@ -297,6 +297,7 @@ fn a_worker_killed_mid_run_loses_nothing_and_its_items_run_again() {
         assert!(Instant::now() < deadline, "the doomed worker ran nothing");
         std::thread::sleep(Duration::from_millis(10));
     }
+    let killed_at = std::time::SystemTime::now();
     cluster.worker_named("doomed").stop("KILL");
     let output = crate::trace::WaitTimeout::wait_with_output_timeout(submit);
     let run = Run::from(output);
@@ -315,6 +316,21 @@ fn a_worker_killed_mid_run_loses_nothing_and_its_items_run_again() {
         assert_eq!(record["host"], "survivor", "{record}");
         assert!(record["attempts"].as_u64() > Some(1), "{record}");
     }
+    // The first item given up by the dead worker started again within ack_wait and a second.
+    let restarted = again
+        .iter()
+        .map(|record| {
+            let started = record["started"].as_str().expect("a started time");
+            let started = humantime::parse_rfc3339(started).expect("RFC 3339");
+            started.duration_since(killed_at).unwrap_or_default()
+        })
+        .min()
+        .expect("redelivered items");
+    eprintln!("redelivery after kill -9: {restarted:?} (ack_wait 2 s)");
+    assert!(
+        restarted <= Duration::from_secs(3),
+        "redelivered {restarted:?} after the kill, more than ack_wait + 1 s"
+    );
 }
 
 #[test]
